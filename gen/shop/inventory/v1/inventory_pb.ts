@@ -959,14 +959,14 @@ export enum ProductSort {
   NEWEST = 1,
 
   /**
-   * PRODUCT_SORT_PRICE_ASC lists the cheapest first (ties: newest first).
+   * PRODUCT_SORT_PRICE_ASC lists the cheapest first (ties: oldest first, by id).
    *
    * @generated from enum value: PRODUCT_SORT_PRICE_ASC = 2;
    */
   PRICE_ASC = 2,
 
   /**
-   * PRODUCT_SORT_PRICE_DESC lists the most expensive first (ties: newest first).
+   * PRODUCT_SORT_PRICE_DESC lists the most expensive first (ties: newest first, by id).
    *
    * @generated from enum value: PRODUCT_SORT_PRICE_DESC = 3;
    */
