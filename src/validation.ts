@@ -16,7 +16,8 @@ export interface StringRule {
 export function checkString(value: string, field: string, rule: StringRule): string {
   const min = rule.min ?? 0;
   const length = [...value].length;
-  if (length < min) throw invalidArgument(field, min === 1 ? "is required" : `must have at least ${min} characters`);
+  if (length < min)
+    throw invalidArgument(field, min === 1 ? "is required" : `must have at least ${min} characters`);
   if (length > rule.max) throw invalidArgument(field, `must have at most ${rule.max} characters`);
   if (rule.pattern && value !== "" && !rule.pattern.test(value)) {
     throw invalidArgument(field, rule.patternHint ?? "has an invalid format");
@@ -31,18 +32,23 @@ export function checkString(value: string, field: string, rule: StringRule): str
 
 /** Converts an int64 to a safe JS integer within [min, max]. */
 export function checkInt(value: bigint | number, field: string, min: number, max: number): number {
-  if (typeof value === "bigint" && (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER))) {
+  if (
+    typeof value === "bigint" &&
+    (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER))
+  ) {
     throw invalidArgument(field, `must be between ${min} and ${max}`);
   }
   const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw invalidArgument(field, `must be between ${min} and ${max}`);
+  if (!Number.isSafeInteger(n) || n < min || n > max)
+    throw invalidArgument(field, `must be between ${min} and ${max}`);
   return n;
 }
 
 /** Applies the page-size convention: 0 means the default; otherwise 1..max. */
 export function checkPageSize(value: number, field: string, defaultSize: number, max: number): number {
   if (value === 0) return defaultSize;
-  if (!Number.isInteger(value) || value < 1 || value > max) throw invalidArgument(field, `must be between 1 and ${max}`);
+  if (!Number.isInteger(value) || value < 1 || value > max)
+    throw invalidArgument(field, `must be between 1 and ${max}`);
   return value;
 }
 

@@ -13,10 +13,15 @@ import {
 import { invalidArgument } from "../errors.js";
 import { parseId } from "../shard/ids.js";
 import {
-  CURRENCY_RULE, IDEMPOTENCY_KEY_RULE, USER_ID_RULE, checkInt, checkPageSize, checkString,
+  CURRENCY_RULE,
+  checkInt,
+  checkPageSize,
+  checkString,
+  IDEMPOTENCY_KEY_RULE,
+  USER_ID_RULE,
 } from "../validation.js";
 import type { Money, MovementKind, MovementView, ProductView, StockLevel } from "./inventory.model.js";
-import { INVENTORY_LIMITS as L, checkDistinctWarehouses, checkWarehouseId } from "./inventory.rules.js";
+import { checkDistinctWarehouses, checkWarehouseId, INVENTORY_LIMITS as L } from "./inventory.rules.js";
 import type { InventoryService } from "./inventory.service.js";
 
 /**
@@ -26,8 +31,12 @@ import type { InventoryService } from "./inventory.service.js";
 export function inventoryHandler(service: InventoryService): ServiceImpl<typeof InventoryServiceDesc> {
   return {
     async createProduct(req) {
-      checkDistinctWarehouses(req.initialStock.map((w) => w.warehouseId), "initial_stock");
-      if (req.initialStock.length > L.maxInitialWarehouses) throw invalidArgument("initial_stock", `must list at most ${L.maxInitialWarehouses} warehouses`);
+      checkDistinctWarehouses(
+        req.initialStock.map((w) => w.warehouseId),
+        "initial_stock",
+      );
+      if (req.initialStock.length > L.maxInitialWarehouses)
+        throw invalidArgument("initial_stock", `must list at most ${L.maxInitialWarehouses} warehouses`);
       const product = await service.createProduct({
         sellerId: checkString(req.sellerId, "seller_id", USER_ID_RULE),
         sku: checkString(req.sku, "sku", L.sku),
@@ -62,9 +71,16 @@ export function inventoryHandler(service: InventoryService): ServiceImpl<typeof 
     },
 
     async listProducts(req) {
-      const minPrice = req.minPriceMinor === undefined ? null : checkInt(req.minPriceMinor, "min_price_minor", 0, L.maxPriceMinor);
-      const maxPrice = req.maxPriceMinor === undefined ? null : checkInt(req.maxPriceMinor, "max_price_minor", 0, L.maxPriceMinor);
-      if (minPrice !== null && maxPrice !== null && minPrice > maxPrice) throw invalidArgument("min_price_minor", "must not exceed max_price_minor");
+      const minPrice =
+        req.minPriceMinor === undefined
+          ? null
+          : checkInt(req.minPriceMinor, "min_price_minor", 0, L.maxPriceMinor);
+      const maxPrice =
+        req.maxPriceMinor === undefined
+          ? null
+          : checkInt(req.maxPriceMinor, "max_price_minor", 0, L.maxPriceMinor);
+      if (minPrice !== null && maxPrice !== null && minPrice > maxPrice)
+        throw invalidArgument("min_price_minor", "must not exceed max_price_minor");
       const page = await service.listProducts({
         sellerId: req.sellerId === "" ? null : checkString(req.sellerId, "seller_id", USER_ID_RULE),
         nameContains: checkString(req.nameContains, "name_contains", L.nameContains),
@@ -91,13 +107,18 @@ export function inventoryHandler(service: InventoryService): ServiceImpl<typeof 
 
     async getAvailability(req) {
       if (req.productIds.length === 0) throw invalidArgument("product_ids", "is required");
-      if (req.productIds.length > L.maxAvailabilityIds) throw invalidArgument("product_ids", `must list at most ${L.maxAvailabilityIds} ids`);
+      if (req.productIds.length > L.maxAvailabilityIds)
+        throw invalidArgument("product_ids", `must list at most ${L.maxAvailabilityIds} ids`);
       const ids = req.productIds.map((id, i) => productId(id, `product_ids[${i}]`));
       const dup = ids.findIndex((id, i) => ids.indexOf(id) !== i);
       if (dup !== -1) throw invalidArgument(`product_ids[${dup}]`, "repeats an id");
       const { availability, missing } = await service.getAvailability(ids);
       return {
-        availability: availability.map((a) => ({ productId: a.productId, totalAvailable: BigInt(a.totalAvailable), warehouses: a.warehouses.map((w) => ({ warehouseId: w.warehouseId, quantity: BigInt(w.quantity) })) })),
+        availability: availability.map((a) => ({
+          productId: a.productId,
+          totalAvailable: BigInt(a.totalAvailable),
+          warehouses: a.warehouses.map((w) => ({ warehouseId: w.warehouseId, quantity: BigInt(w.quantity) })),
+        })),
         missingProductIds: missing,
       };
     },

@@ -65,7 +65,10 @@ export async function selectProductPage(
 }
 
 /** The sort key of a product row, as stored in page tokens. */
-export function productSortKey(sort: ProductSort, row: { id: string; price: { amountMinor: number } }): (string | number)[] {
+export function productSortKey(
+  sort: ProductSort,
+  row: { id: string; price: { amountMinor: number } },
+): (string | number)[] {
   return sort === "newest" ? [row.id] : [row.price.amountMinor, row.id];
 }
 
@@ -77,7 +80,10 @@ function escapeLike(s: string): string {
  * Checks the stock invariant on one shard: the balance, every term >= 0, and every column equal to
  * the sum of its ledger deltas. Returns how many rows were checked and every violation.
  */
-export async function checkShardStock(em: EntityManager, shard: number): Promise<{ checked: number; violations: StockViolation[] }> {
+export async function checkShardStock(
+  em: EntityManager,
+  shard: number,
+): Promise<{ checked: number; violations: StockViolation[] }> {
   const rows = await em.execute<Row[]>(
     `with ledger as (
        select product_id, warehouse_id, sum(d_available) la, sum(d_held) lh, sum(d_sold) ls,
@@ -91,16 +97,32 @@ export async function checkShardStock(em: EntityManager, shard: number): Promise
   );
   const violations: StockViolation[] = [];
   for (const r of rows) {
-    const [a, h, s, rc, w] = [r.available, r.held, r.sold, r.received, r.written_off].map(Number) as [number, number, number, number, number];
+    const [a, h, s, rc, w] = [r.available, r.held, r.sold, r.received, r.written_off].map(Number) as [
+      number,
+      number,
+      number,
+      number,
+      number,
+    ];
     const base = { shard, productId: String(r.product_id), warehouseId: String(r.warehouse_id) };
     if (a + h + s !== rc - w) {
-      violations.push({ ...base, rule: "balance", detail: `available ${a} + held ${h} + sold ${s} != received ${rc} - written_off ${w}` });
+      violations.push({
+        ...base,
+        rule: "balance",
+        detail: `available ${a} + held ${h} + sold ${s} != received ${rc} - written_off ${w}`,
+      });
     }
-    if (Math.min(a, h, s, rc, w) < 0) violations.push({ ...base, rule: "non_negative", detail: `a term is negative: ${a}/${h}/${s}/${rc}/${w}` });
+    if (Math.min(a, h, s, rc, w) < 0)
+      violations.push({
+        ...base,
+        rule: "non_negative",
+        detail: `a term is negative: ${a}/${h}/${s}/${rc}/${w}`,
+      });
     const ledger = [r.la, r.lh, r.ls, r.lr, r.lw].map(Number);
     const names = ["available", "held", "sold", "received", "written_off"];
     [a, h, s, rc, w].forEach((v, i) => {
-      if (v !== ledger[i]) violations.push({ ...base, rule: "ledger", detail: `${names[i]} ${v} != ledger sum ${ledger[i]}` });
+      if (v !== ledger[i])
+        violations.push({ ...base, rule: "ledger", detail: `${names[i]} ${v} != ledger sum ${ledger[i]}` });
     });
   }
   return { checked: rows.length, violations };

@@ -62,20 +62,40 @@ function toMovement(r: Row): MovementView {
 export const PRODUCT_COLUMNS =
   "id, seller_id, sku, name, description, category, price_minor, currency_code, version, created_at, updated_at";
 
-export async function insertProduct(em: EntityManager, p: Omit<ProductView, "stock" | "version" | "createdAt" | "updatedAt"> & { bucket: number }): Promise<Row> {
+export async function insertProduct(
+  em: EntityManager,
+  p: Omit<ProductView, "stock" | "version" | "createdAt" | "updatedAt"> & { bucket: number },
+): Promise<Row> {
   const rows = await em.execute<Row[]>(
     `insert into products (id, bucket, seller_id, sku, name, description, category, price_minor, currency_code)
      values (?, ?, ?, ?, ?, ?, ?, ?, ?)
      on conflict (seller_id, sku) do nothing
      returning ${PRODUCT_COLUMNS}`,
-    [p.id, p.bucket, p.sellerId, p.sku, p.name, p.description, p.category, p.price.amountMinor, p.price.currencyCode],
+    [
+      p.id,
+      p.bucket,
+      p.sellerId,
+      p.sku,
+      p.name,
+      p.description,
+      p.category,
+      p.price.amountMinor,
+      p.price.currencyCode,
+    ],
   );
   const row = rows[0];
-  if (!row) throw new DomainError("already_exists", "sku: the seller already has a product with this sku", { field: "sku" });
+  if (!row)
+    throw new DomainError("already_exists", "sku: the seller already has a product with this sku", {
+      field: "sku",
+    });
   return row;
 }
 
-export async function findProductRow(em: EntityManager, productId: string, forUpdate = false): Promise<Row | undefined> {
+export async function findProductRow(
+  em: EntityManager,
+  productId: string,
+  forUpdate = false,
+): Promise<Row | undefined> {
   const rows = await em.execute<Row[]>(
     `select ${PRODUCT_COLUMNS} from products where id = ?${forUpdate ? " for update" : ""}`,
     [productId],
@@ -87,7 +107,7 @@ export async function stockOf(em: EntityManager, productIds: string[]): Promise<
   const out = new Map<string, StockLevel[]>();
   if (productIds.length === 0) return out;
   const rows = await em.execute<Row[]>(
-    "select * from stock where product_id = any(?::text[]) order by product_id, warehouse_id",
+    "select * from stock where product_id in (?) order by product_id, warehouse_id",
     [productIds],
   );
   for (const r of rows) {
@@ -101,7 +121,15 @@ export async function stockOf(em: EntityManager, productIds: string[]): Promise<
 /** Updates the descriptive fields if the version matches; returns undefined when it does not. */
 export async function updateProductRow(
   em: EntityManager,
-  u: { productId: string; expectedVersion: number; name: string; description: string; category: string; priceMinor: number; currencyCode: string },
+  u: {
+    productId: string;
+    expectedVersion: number;
+    name: string;
+    description: string;
+    category: string;
+    priceMinor: number;
+    currencyCode: string;
+  },
 ): Promise<Row | undefined> {
   const rows = await em.execute<Row[]>(
     `update products set name = ?, description = ?, category = ?, price_minor = ?, currency_code = ?,
@@ -127,7 +155,10 @@ export interface Move {
  * refuses a move that would take any column below zero; then no row changes and undefined is returned.
  * A `received` move creates the stock row of a new warehouse.
  */
-export async function applyMove(em: EntityManager, m: Move): Promise<{ stock: StockLevel; movement: MovementView } | undefined> {
+export async function applyMove(
+  em: EntityManager,
+  m: Move,
+): Promise<{ stock: StockLevel; movement: MovementView } | undefined> {
   const d = MOVEMENT_DELTAS[m.kind];
   const q = m.quantity;
   const deltas = [d.available * q, d.held * q, d.sold * q, d.received * q, d.writtenOff * q];
@@ -178,8 +209,15 @@ export async function applyMove(em: EntityManager, m: Move): Promise<{ stock: St
   };
 }
 
-export async function stockRow(em: EntityManager, productId: string, warehouseId: string): Promise<StockLevel | undefined> {
-  const rows = await em.execute<Row[]>("select * from stock where product_id = ? and warehouse_id = ?", [productId, warehouseId]);
+export async function stockRow(
+  em: EntityManager,
+  productId: string,
+  warehouseId: string,
+): Promise<StockLevel | undefined> {
+  const rows = await em.execute<Row[]>("select * from stock where product_id = ? and warehouse_id = ?", [
+    productId,
+    warehouseId,
+  ]);
   return rows[0] ? toStock(rows[0]) : undefined;
 }
 

@@ -1,13 +1,23 @@
 import { invalidArgument } from "../errors.js";
-import { type StringRule, checkString } from "../validation.js";
+import { checkString, type StringRule } from "../validation.js";
 
 /** Every limit of the inventory API, in one place (the .proto comments state the same numbers). */
 export const INVENTORY_LIMITS = {
-  sku: { min: 1, max: 64, pattern: /^[A-Za-z0-9][A-Za-z0-9._\-/]*$/, patternHint: "may contain letters, digits, '.', '_', '-', '/'" },
+  sku: {
+    min: 1,
+    max: 64,
+    pattern: /^[A-Za-z0-9][A-Za-z0-9._\-/]*$/,
+    patternHint: "may contain letters, digits, '.', '_', '-', '/'",
+  },
   name: { min: 1, max: 200 },
   description: { max: 4000 },
   category: { max: 100 },
-  warehouseId: { min: 1, max: 64, pattern: /^[A-Za-z0-9._-]+$/, patternHint: "may contain letters, digits, '.', '_', '-'" },
+  warehouseId: {
+    min: 1,
+    max: 64,
+    pattern: /^[A-Za-z0-9._-]+$/,
+    patternHint: "may contain letters, digits, '.', '_', '-'",
+  },
   reason: { min: 1, max: 200 },
   nameContains: { max: 100 },
   maxPriceMinor: 1_000_000_000_000, // 10^12 minor units

@@ -6,10 +6,19 @@ import { decodePageToken, encodePageToken, listingHash, mergePages } from "../sh
 import { bucketOfUser } from "../shard/router.js";
 import type { ShardSet } from "../shard/shards.js";
 import type {
-  AdjustStockInput, AdjustStockResult, Availability, CreateProductInput, ListMovementsInput, ListProductsInput,
-  MovementView, Page, ProductView, StockViolation, UpdateProductInput,
+  AdjustStockInput,
+  AdjustStockResult,
+  Availability,
+  CreateProductInput,
+  ListMovementsInput,
+  ListProductsInput,
+  MovementView,
+  Page,
+  ProductView,
+  StockViolation,
+  UpdateProductInput,
 } from "./inventory.model.js";
-import { PRODUCT_ORDER, productSortKey, selectProductPage, checkShardStock } from "./inventory.queries.js";
+import { checkShardStock, PRODUCT_ORDER, productSortKey, selectProductPage } from "./inventory.queries.js";
 import * as repo from "./inventory.repository.js";
 
 export type InventoryService = ReturnType<typeof createInventoryService>;
@@ -19,7 +28,10 @@ export function createInventoryService(deps: { shards: ShardSet }) {
   const { shards } = deps;
 
   async function loadProducts(em: EntityManager, rows: Record<string, unknown>[]): Promise<ProductView[]> {
-    const stock = await repo.stockOf(em, rows.map((r) => String(r.id)));
+    const stock = await repo.stockOf(
+      em,
+      rows.map((r) => String(r.id)),
+    );
     return rows.map((r) => repo.toProduct(r, stock.get(String(r.id)) ?? []));
   }
 
@@ -33,7 +45,11 @@ export function createInventoryService(deps: { shards: ShardSet }) {
     async createProduct(input: CreateProductInput): Promise<ProductView> {
       const bucket = bucketOfUser(input.sellerId);
       const { idempotencyKey, ...request } = input;
-      const claim = { scope: `seller:${input.sellerId}`, key: idempotencyKey, requestHash: hashRequest("CreateProduct", request) };
+      const claim = {
+        scope: `seller:${input.sellerId}`,
+        key: idempotencyKey,
+        requestHash: hashRequest("CreateProduct", request),
+      };
       return runIdempotent(shards.forBucket(bucket).fork(), claim, async (tx) => {
         const id = newId("prd", bucket);
         const row = await repo.insertProduct(tx, { ...input, id, bucket });
@@ -43,7 +59,15 @@ export function createInventoryService(deps: { shards: ShardSet }) {
             continue;
           }
           const movementId = newId("mov", bucket);
-          await repo.applyMove(tx, { movementId, productId: id, warehouseId, kind: "received", quantity, reason: "initial stock", reference: "" });
+          await repo.applyMove(tx, {
+            movementId,
+            productId: id,
+            warehouseId,
+            kind: "received",
+            quantity,
+            reason: "initial stock",
+            reference: "",
+          });
         }
         return (await loadProducts(tx, [row]))[0] as ProductView;
       });
@@ -57,7 +81,11 @@ export function createInventoryService(deps: { shards: ShardSet }) {
     async updateProduct(input: UpdateProductInput): Promise<ProductView> {
       const em = shards.forId(input.productId, "prd", "product_id").fork();
       const { idempotencyKey, ...request } = input;
-      const claim = { scope: `product:${input.productId}`, key: idempotencyKey, requestHash: hashRequest("UpdateProduct", request) };
+      const claim = {
+        scope: `product:${input.productId}`,
+        key: idempotencyKey,
+        requestHash: hashRequest("UpdateProduct", request),
+      };
       return runIdempotent(em, claim, async (tx) => {
         const row = await repo.updateProductRow(tx, {
           ...input,
@@ -66,51 +94,96 @@ export function createInventoryService(deps: { shards: ShardSet }) {
         });
         if (!row) {
           const current = await requireProduct(tx, input.productId);
-          throw new DomainError("version_conflict", `expected_version: the product is at version ${current.version}, not ${input.expectedVersion}`, { field: "expected_version" });
+          throw new DomainError(
+            "version_conflict",
+            `expected_version: the product is at version ${current.version}, not ${input.expectedVersion}`,
+            { field: "expected_version" },
+          );
         }
         return (await loadProducts(tx, [row]))[0] as ProductView;
       });
     },
 
     async listProducts(input: ListProductsInput): Promise<Page<ProductView>> {
-      const filter = { sellerId: input.sellerId, nameContains: input.nameContains, category: input.category, minPriceMinor: input.minPriceMinor, maxPriceMinor: input.maxPriceMinor };
+      const filter = {
+        sellerId: input.sellerId,
+        nameContains: input.nameContains,
+        category: input.category,
+        minPriceMinor: input.minPriceMinor,
+        maxPriceMinor: input.maxPriceMinor,
+      };
       const listing = listingHash({ filter, sort: input.sort });
       const token = decodePageToken(input.pageToken, listing);
       const targets = input.sellerId === null ? shards.shards : [shards.forUser(input.sellerId)];
       const pages = await Promise.all(
         targets.map(async (shard) => {
           const em = shard.fork();
-          const rows = await selectProductPage(em, filter, input.sort, token?.after ?? null, input.pageSize + 1);
+          const rows = await selectProductPage(
+            em,
+            filter,
+            input.sort,
+            token?.after ?? null,
+            input.pageSize + 1,
+          );
           return loadProducts(em, rows);
         }),
       );
       const { rows, more } = mergePages(pages, compareProducts(input.sort), input.pageSize);
       const last = rows.at(-1);
-      return { items: rows, nextPageToken: more && last ? encodePageToken({ after: productSortKey(input.sort, last) }, listing) : "" };
+      return {
+        items: rows,
+        nextPageToken:
+          more && last ? encodePageToken({ after: productSortKey(input.sort, last) }, listing) : "",
+      };
     },
 
     async adjustStock(input: AdjustStockInput): Promise<AdjustStockResult> {
       const { bucket } = parseId(input.productId, "prd", "product_id");
       const { idempotencyKey, ...request } = input;
-      const claim = { scope: `product:${input.productId}`, key: idempotencyKey, requestHash: hashRequest("AdjustStock", request) };
+      const claim = {
+        scope: `product:${input.productId}`,
+        key: idempotencyKey,
+        requestHash: hashRequest("AdjustStock", request),
+      };
       return runIdempotent(shards.forBucket(bucket).fork(), claim, async (tx) => {
         await requireProduct(tx, input.productId);
         const quantity = Math.abs(input.delta);
         const kind = input.delta > 0 ? "received" : "written_off";
-        const moved = await repo.applyMove(tx, { movementId: newId("mov", bucket), productId: input.productId, warehouseId: input.warehouseId, kind, quantity, reason: input.reason, reference: "" });
+        const moved = await repo.applyMove(tx, {
+          movementId: newId("mov", bucket),
+          productId: input.productId,
+          warehouseId: input.warehouseId,
+          kind,
+          quantity,
+          reason: input.reason,
+          reference: "",
+        });
         if (!moved) {
           const stock = await repo.stockRow(tx, input.productId, input.warehouseId);
           const available = stock?.available ?? 0;
-          throw new DomainError("insufficient_stock", `delta: cannot write off ${quantity}, only ${available} available`, {
-            field: "delta",
-            details: [{ productId: input.productId, warehouseId: input.warehouseId, requested: quantity, available }],
-          });
+          throw new DomainError(
+            "insufficient_stock",
+            `delta: cannot write off ${quantity}, only ${available} available`,
+            {
+              field: "delta",
+              details: [
+                {
+                  productId: input.productId,
+                  warehouseId: input.warehouseId,
+                  requested: quantity,
+                  available,
+                },
+              ],
+            },
+          );
         }
         return moved;
       });
     },
 
-    async getAvailability(productIds: string[]): Promise<{ availability: Availability[]; missing: string[] }> {
+    async getAvailability(
+      productIds: string[],
+    ): Promise<{ availability: Availability[]; missing: string[] }> {
       const byShard = new Map<number, string[]>();
       productIds.forEach((id, i) => {
         const shard = shards.forId(id, "prd", `product_ids[${i}]`).index;
@@ -120,12 +193,21 @@ export function createInventoryService(deps: { shards: ShardSet }) {
       await Promise.all(
         [...byShard].map(async ([index, ids]) => {
           const em = (shards.shards[index] as (typeof shards.shards)[number]).fork();
-          const existing = await em.execute<{ id: string }[]>("select id from products where id = any(?::text[])", [ids]);
-          const stock = await repo.stockOf(em, existing.map((r) => r.id));
+          const existing = await em.execute<{ id: string }[]>("select id from products where id in (?)", [
+            ids,
+          ]);
+          const stock = await repo.stockOf(
+            em,
+            existing.map((r) => r.id),
+          );
           for (const { id } of existing) {
             const levels = stock.get(id) ?? [];
             const warehouses = levels.map((l) => ({ warehouseId: l.warehouseId, quantity: l.available }));
-            found.set(id, { productId: id, totalAvailable: warehouses.reduce((s, w) => s + w.quantity, 0), warehouses });
+            found.set(id, {
+              productId: id,
+              totalAvailable: warehouses.reduce((s, w) => s + w.quantity, 0),
+              warehouses,
+            });
           }
         }),
       );
@@ -140,15 +222,27 @@ export function createInventoryService(deps: { shards: ShardSet }) {
       await requireProduct(em, input.productId);
       const listing = listingHash({ productId: input.productId, warehouseId: input.warehouseId });
       const token = decodePageToken(input.pageToken, listing);
-      const rows = await repo.listMovements(em, { productId: input.productId, warehouseId: input.warehouseId, beforeId: (token?.after[0] as string) ?? null, limit: input.pageSize + 1 });
+      const rows = await repo.listMovements(em, {
+        productId: input.productId,
+        warehouseId: input.warehouseId,
+        beforeId: (token?.after[0] as string) ?? null,
+        limit: input.pageSize + 1,
+      });
       const items = rows.slice(0, input.pageSize);
       const last = items.at(-1);
-      return { items, nextPageToken: rows.length > input.pageSize && last ? encodePageToken({ after: [last.id] }, listing) : "" };
+      return {
+        items,
+        nextPageToken:
+          rows.length > input.pageSize && last ? encodePageToken({ after: [last.id] }, listing) : "",
+      };
     },
 
     async checkStockInvariant(): Promise<{ checked: number; violations: StockViolation[] }> {
       const results = await Promise.all(shards.shards.map((s) => checkShardStock(s.fork(), s.index)));
-      return { checked: results.reduce((sum, r) => sum + r.checked, 0), violations: results.flatMap((r) => r.violations) };
+      return {
+        checked: results.reduce((sum, r) => sum + r.checked, 0),
+        violations: results.flatMap((r) => r.violations),
+      };
     },
   };
 }

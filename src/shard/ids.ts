@@ -16,7 +16,8 @@ const BODY_LENGTH = 26;
 
 /** Makes a new id of the given kind in the given bucket. */
 export function newId(kind: IdKind, bucket: number, nowMs: number = Date.now()): string {
-  if (!Number.isInteger(bucket) || bucket < 0 || bucket >= BUCKET_COUNT) throw new RangeError(`bucket ${bucket}`);
+  if (!Number.isInteger(bucket) || bucket < 0 || bucket >= BUCKET_COUNT)
+    throw new RangeError(`bucket ${bucket}`);
   if (!Number.isInteger(nowMs) || nowMs < 0 || nowMs >= 2 ** 48) throw new RangeError(`time ${nowMs}`);
   const bytes = Buffer.alloc(16);
   bytes.writeUIntBE(nowMs, 0, 6);

@@ -46,7 +46,11 @@ export function decodePageToken(value: string, listing: string, field = "page_to
  * Merges per-shard pages (each already sorted by `compare`) into one page of `limit` rows, and says
  * whether more rows exist anywhere. Each shard must have been asked for limit + 1 rows.
  */
-export function mergePages<T>(pages: T[][], compare: (a: T, b: T) => number, limit: number): { rows: T[]; more: boolean } {
+export function mergePages<T>(
+  pages: T[][],
+  compare: (a: T, b: T) => number,
+  limit: number,
+): { rows: T[]; more: boolean } {
   const all = pages.flat().sort(compare);
   return { rows: all.slice(0, limit), more: all.length > limit };
 }

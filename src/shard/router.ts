@@ -23,7 +23,9 @@ export interface BucketMap {
 /** The default map: contiguous, equal ranges of buckets per shard. */
 export function contiguousBucketMap(shardCount: number): BucketMap {
   checkShardCount(shardCount);
-  const table = Uint16Array.from({ length: BUCKET_COUNT }, (_, b) => Math.floor((b * shardCount) / BUCKET_COUNT));
+  const table = Uint16Array.from({ length: BUCKET_COUNT }, (_, b) =>
+    Math.floor((b * shardCount) / BUCKET_COUNT),
+  );
   return { shardCount, shardOf: (bucket) => tableLookup(table, bucket) };
 }
 
@@ -38,7 +40,8 @@ export function parseBucketMap(spec: string, shardCount: number): BucketMap {
     const m = /^(\d+)-(\d+):(\d+)$/.exec(part);
     if (!m) throw new Error(`entry "${part}" is not of the form FIRST-LAST:SHARD`);
     const [first, last, shard] = [Number(m[1]), Number(m[2]), Number(m[3])];
-    if (first > last || last >= BUCKET_COUNT) throw new Error(`range ${first}-${last} is outside 0-${BUCKET_COUNT - 1}`);
+    if (first > last || last >= BUCKET_COUNT)
+      throw new Error(`range ${first}-${last} is outside 0-${BUCKET_COUNT - 1}`);
     if (shard >= shardCount) throw new Error(`shard ${shard} does not exist (there are ${shardCount})`);
     for (let b = first; b <= last; b++) {
       if (table[b] !== -1) throw new Error(`bucket ${b} is assigned twice`);

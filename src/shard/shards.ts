@@ -1,6 +1,5 @@
-import type { EntitySchema } from "@mikro-orm/core";
+import type { EntitySchema, MigrationObject } from "@mikro-orm/core";
 import { Migrator } from "@mikro-orm/migrations";
-import type { MigrationObject } from "@mikro-orm/core";
 import { type EntityManager, MikroORM } from "@mikro-orm/postgresql";
 import type { Logger } from "pino";
 import { DomainError } from "../errors.js";
@@ -82,7 +81,10 @@ export async function openShards(options: OpenShardsOptions): Promise<ShardSet> 
     async migrateAll() {
       for (const shard of shards) {
         const applied = await shard.orm.migrator.up();
-        options.logger.info({ shard: shard.index, applied: applied.map((m) => m.name) }, "migrations applied");
+        options.logger.info(
+          { shard: shard.index, applied: applied.map((m) => m.name) },
+          "migrations applied",
+        );
       }
     },
     ping: () =>

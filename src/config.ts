@@ -1,0 +1,245 @@
+/**
+ * Configuration: read from the environment once at start, validated, returned frozen. A bad value
+ * throws a ConfigError whose message names the setting, so the process stops before it serves.
+ * An unset or blank variable takes its default. Messages never echo a URL's password.
+ */
+import { z } from "zod";
+
+export const SERVICE_NAMES = ["inventory", "reservation", "order"] as const;
+export type ServiceName = (typeof SERVICE_NAMES)[number];
+
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  /** null: start embedded Postgres shards under dataDir. */
+  readonly shardUrls: string[] | null;
+  /** null: start embedded Redis nodes. */
+  readonly redisUrls: string[] | null;
+  readonly logLevel: LogLevel;
+  readonly services: ServiceName[];
+  readonly corsOrigins: string[];
+  readonly maxRequestBytes: number;
+  readonly dbPoolMax: number;
+  readonly migrateOnStart: boolean;
+  /** Raw bucket map; src/shard parses and validates it. */
+  readonly bucketMap: string | null;
+  readonly dataDir: string;
+  readonly embeddedShards: number;
+  readonly embeddedRedisNodes: number;
+  readonly drainTimeoutMs: number;
+  readonly defaultDeadlineMs: number;
+  readonly maxDeadlineMs: number;
+  readonly lockTtlMs: number;
+  readonly reservationDefaultTtlS: number;
+  readonly reservationMaxTtlS: number;
+  readonly sweepIntervalMs: number;
+}
+
+/** A setting is missing its mark; `setting` is the first bad variable, `message` names every one. */
+export class ConfigError extends Error {
+  readonly setting: string;
+
+  constructor(setting: string, message: string) {
+    super(message);
+    this.name = "ConfigError";
+    this.setting = setting;
+  }
+}
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+const integer = (min: number, max: number) =>
+  z
+    .string()
+    .refine((s) => /^\d+$/.test(s) && Number(s) >= min && Number(s) <= max, {
+      message: `must be an integer ${min}-${max}`,
+    })
+    .transform(Number);
+
+const oneOf = <T extends string>(values: readonly T[]) =>
+  z.string().refine((s): s is T => (values as readonly string[]).includes(s), {
+    message: `must be one of ${values.join("|")}`,
+  });
+
+const boolean = z
+  .string()
+  .refine((s) => s === "true" || s === "false", { message: "must be true or false" })
+  .transform((s) => s === "true");
+
+const nonEmpty = z.string().refine((s) => !/\s/.test(s), { message: "must not contain spaces" });
+
+const list = (s: string) => s.split(",").map((item) => item.trim());
+
+/** Comma-separated URLs with one of `schemes`; problems are reported by position, never by value. */
+const urlList = (schemes: readonly string[], what: string) =>
+  z.string().transform((s, ctx) => {
+    const urls = list(s);
+    const seen = new Map<string, number>();
+    for (const [i, raw] of urls.entries()) {
+      const problem = urlProblem(raw, schemes, what);
+      if (problem) {
+        ctx.addIssue({ code: "custom", message: `entry ${i} ${problem}` });
+        continue;
+      }
+      const u = new URL(raw);
+      const key = `${u.hostname}:${u.port}${u.pathname}`;
+      const first = seen.get(key);
+      if (first !== undefined) ctx.addIssue({ code: "custom", message: `entry ${i} repeats entry ${first}` });
+      else seen.set(key, i);
+    }
+    return urls;
+  });
+
+function urlProblem(raw: string, schemes: readonly string[], what: string): string | undefined {
+  if (raw === "") return "is empty";
+  if (!URL.canParse(raw)) return `is not a valid ${what} URL`;
+  const u = new URL(raw);
+  if (!schemes.includes(u.protocol)) {
+    const expected = schemes.map((p) => `${p}//`).join(" or ");
+    return `has scheme "${u.protocol}", expected ${expected}`;
+  }
+  if (u.hostname === "") return "has no host";
+  return undefined;
+}
+
+const services = z.string().transform((s, ctx) => {
+  const names = [...new Set(list(s).filter((n) => n !== ""))];
+  for (const n of names) {
+    if (!(SERVICE_NAMES as readonly string[]).includes(n)) {
+      ctx.addIssue({
+        code: "custom",
+        message: `unknown service "${n}" (expected ${SERVICE_NAMES.join(", ")})`,
+      });
+    }
+  }
+  if (names.length === 0) ctx.addIssue({ code: "custom", message: "must name at least one service" });
+  return names as ServiceName[];
+});
+
+const origins = z.string().transform((s, ctx) => {
+  const items = list(s).filter((o) => o !== "");
+  for (const o of items) {
+    const ok =
+      URL.canParse(o) && ["http:", "https:"].includes(new URL(o).protocol) && new URL(o).origin === o;
+    if (!ok) ctx.addIssue({ code: "custom", message: `"${o}" is not an origin like https://shop.example` });
+  }
+  return [...new Set(items)];
+});
+
+/** Every setting: its variable, its parser and its default. The README table is derived from these. */
+const schema = z.object({
+  /** Port the one plaintext server (gRPC, gRPC-Web, Connect over h2c and HTTP/1.1) listens on; 0 picks one. */
+  PORT: integer(0, 65535).default(8080),
+  /** Interface to listen on. */
+  HOST: nonEmpty.default("0.0.0.0"),
+  /** Comma-separated postgres:// URLs, one per physical shard, in shard order; unset starts embedded Postgres. */
+  SHARD_URLS: urlList(["postgres:", "postgresql:"], "postgres").optional(),
+  /** Comma-separated redis:// URLs of independent nodes forming the Redlock quorum; unset starts embedded Redis. */
+  REDIS_URLS: urlList(["redis:", "rediss:"], "redis").optional(),
+  /** Log level: fatal, error, warn, info, debug or trace. */
+  LOG_LEVEL: oneOf(LOG_LEVELS).default("info"),
+  /** Comma list of the services this process serves: inventory, reservation, order. */
+  SERVICES: services.default([...SERVICE_NAMES]),
+  /** Comma list of exact browser origins allowed by CORS (e.g. https://shop.example); empty allows none. */
+  CORS_ORIGINS: origins.default([]),
+  /** Largest request message accepted, in bytes (1 KiB to 64 MiB). */
+  MAX_REQUEST_BYTES: integer(KiB, 64 * MiB).default(4 * MiB),
+  /** Postgres connections per shard per process. */
+  DB_POOL_MAX: integer(1, 200).default(10),
+  /** Run migrations on every shard at start; defaults to true when Postgres is embedded, false otherwise. */
+  MIGRATE_ON_START: boolean.optional(),
+  /** Bucket ranges to shard indexes, e.g. "0-511:0,512-1023:1"; unset spreads buckets evenly. */
+  BUCKET_MAP: z.string().optional(),
+  /** Folder for embedded Postgres and Redis state. */
+  DATA_DIR: z.string().default(".data"),
+  /** Number of embedded Postgres shards (databases) when SHARD_URLS is unset. */
+  EMBEDDED_SHARDS: integer(1, 16).default(3),
+  /** Number of embedded Redis nodes when REDIS_URLS is unset: 1, 3 or 5. */
+  EMBEDDED_REDIS_NODES: oneOf(["1", "3", "5"]).transform(Number).default(3),
+  /** On SIGTERM, how long in-flight calls and streams may run before the process exits, in ms. */
+  DRAIN_TIMEOUT_MS: integer(0, 600_000).default(15_000),
+  /** Deadline applied to a call that sets none, in ms. */
+  DEFAULT_DEADLINE_MS: integer(1, 3_600_000).default(10_000),
+  /** Longest deadline honoured; a longer one is cut to this, in ms. */
+  MAX_DEADLINE_MS: integer(1, 3_600_000).default(60_000),
+  /** Redlock lock time-to-live, in ms. */
+  LOCK_TTL_MS: integer(100, 600_000).default(5_000),
+  /** Reservation time-to-live when the request sets none, in seconds. */
+  RESERVATION_DEFAULT_TTL_S: integer(1, 86_400).default(600),
+  /** Longest reservation time-to-live a request may ask for, in seconds. */
+  RESERVATION_MAX_TTL_S: integer(1, 604_800).default(3_600),
+  /** How often the sweeper releases expired reservations and orphaned holds, in ms. */
+  SWEEP_INTERVAL_MS: integer(100, 3_600_000).default(5_000),
+});
+
+type Env = Record<string, string | undefined>;
+
+/** Reads, validates and freezes the configuration. Throws ConfigError naming each bad setting. */
+export function loadConfig(env: Env = process.env): Config {
+  const input: Env = {};
+  for (const key of Object.keys(schema.shape)) {
+    const value = env[key]?.trim();
+    if (value !== undefined && value !== "") input[key] = value;
+  }
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => {
+      const key = String(issue.path[0]);
+      return `${key}: ${issue.message}${shown(key, input[key])}`;
+    });
+    throw new ConfigError(String(parsed.error.issues[0]?.path[0]), lines.join("\n"));
+  }
+  const e = parsed.data;
+  const config: Config = {
+    port: e.PORT,
+    host: e.HOST,
+    shardUrls: e.SHARD_URLS ?? null,
+    redisUrls: e.REDIS_URLS ?? null,
+    logLevel: e.LOG_LEVEL,
+    services: e.SERVICES,
+    corsOrigins: e.CORS_ORIGINS,
+    maxRequestBytes: e.MAX_REQUEST_BYTES,
+    dbPoolMax: e.DB_POOL_MAX,
+    migrateOnStart: e.MIGRATE_ON_START ?? e.SHARD_URLS === undefined,
+    bucketMap: e.BUCKET_MAP ?? null,
+    dataDir: e.DATA_DIR,
+    embeddedShards: e.EMBEDDED_SHARDS,
+    embeddedRedisNodes: e.EMBEDDED_REDIS_NODES,
+    drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
+    defaultDeadlineMs: e.DEFAULT_DEADLINE_MS,
+    maxDeadlineMs: e.MAX_DEADLINE_MS,
+    lockTtlMs: e.LOCK_TTL_MS,
+    reservationDefaultTtlS: e.RESERVATION_DEFAULT_TTL_S,
+    reservationMaxTtlS: e.RESERVATION_MAX_TTL_S,
+    sweepIntervalMs: e.SWEEP_INTERVAL_MS,
+  };
+  checkOrder("DEFAULT_DEADLINE_MS", config.defaultDeadlineMs, "MAX_DEADLINE_MS", config.maxDeadlineMs);
+  checkOrder(
+    "RESERVATION_DEFAULT_TTL_S",
+    config.reservationDefaultTtlS,
+    "RESERVATION_MAX_TTL_S",
+    config.reservationMaxTtlS,
+  );
+  return deepFreeze(config);
+}
+
+/** The offending value for a message; URL lists are never echoed (they may carry passwords). */
+function shown(key: string, value: string | undefined): string {
+  if (value === undefined || key.endsWith("_URLS")) return "";
+  return ` (got ${JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value)})`;
+}
+
+function checkOrder(lowKey: string, low: number, highKey: string, high: number): void {
+  if (low > high) {
+    throw new ConfigError(lowKey, `${lowKey}: must not exceed ${highKey} (${high}) (got "${low}")`);
+  }
+}
+
+function deepFreeze<T extends object>(o: T): T {
+  for (const v of Object.values(o)) if (v !== null && typeof v === "object") Object.freeze(v);
+  return Object.freeze(o);
+}

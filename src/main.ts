@@ -1,0 +1,62 @@
+import { pino } from "pino";
+import { createApp } from "./app.js";
+import { ConfigError, loadConfig } from "./config.js";
+import { startEmbedded } from "./embedded/index.js";
+
+/** loadConfig -> (embedded services when no addresses are given) -> createApp -> serve; SIGTERM drains. */
+async function main(): Promise<void> {
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig();
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`configuration error: ${e.message}\n`);
+      process.exit(1);
+    }
+    throw e;
+  }
+  const logger = pino({ level: config.logLevel, base: { service: "shop-mesh" } });
+  const embedded =
+    config.shardUrls && config.redisUrls
+      ? null
+      : await startEmbedded({
+          dataDir: config.dataDir,
+          shards: config.shardUrls ? 0 : config.embeddedShards,
+          redisNodes: config.redisUrls ? 0 : config.embeddedRedisNodes,
+          logger,
+        });
+  const app = await createApp(
+    {
+      ...config,
+      shardUrls: config.shardUrls ?? embedded?.shardUrls ?? [],
+      redisUrls: config.redisUrls ?? embedded?.redisUrls ?? [],
+    },
+    logger,
+  ).catch(async (e: unknown) => {
+    await embedded?.stop();
+    throw e;
+  });
+  logger.info(
+    { port: app.server.port, services: config.services, shards: app.shards.shards.length },
+    "serving",
+  );
+
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "draining");
+    await app.shutdown();
+    await embedded?.stop();
+    logger.info("stopped");
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+}
+
+main().catch((e: unknown) => {
+  // Start-up failures: say what failed without a stack trace for configuration-like problems.
+  process.stderr.write(`failed to start: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

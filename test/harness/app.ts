@@ -1,0 +1,27 @@
+import { pino } from "pino";
+import { inject } from "vitest";
+import { type App, type AppConfig, createApp } from "../../src/app.js";
+import { loadConfig } from "../../src/config.js";
+
+/** A full app on a free loopback port, on the test run's shard databases and Redis nodes. */
+export async function startTestApp(overrides: Partial<AppConfig> = {}): Promise<App & { port: number }> {
+  const base = loadConfig({ PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "error" });
+  const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
+  const app = await createApp(
+    {
+      ...base,
+      shardUrls: inject("shardUrls"),
+      redisUrls: inject("redisUrls"),
+      migrateOnStart: false, // the global setup migrated every shard once
+      drainTimeoutMs: 2000,
+      ...overrides,
+    },
+    logger,
+  );
+  return Object.assign(app, { port: app.server.port });
+}
+
+/** A unique suffix so concurrent test files never share users or keys. */
+export function unique(prefix: string): string {
+  return `${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
+}

@@ -1,0 +1,187 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../../src/config.js";
+
+function errorOf(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (e) {
+    if (e instanceof ConfigError) return e;
+    throw e;
+  }
+  throw new Error(`expected a ConfigError for ${JSON.stringify(env)}`);
+}
+
+describe("loadConfig", () => {
+  it("defaults every setting (embedded Postgres and Redis)", () => {
+    expect(loadConfig({})).toEqual({
+      port: 8080,
+      host: "0.0.0.0",
+      shardUrls: null,
+      redisUrls: null,
+      logLevel: "info",
+      services: ["inventory", "reservation", "order"],
+      corsOrigins: [],
+      maxRequestBytes: 4_194_304,
+      dbPoolMax: 10,
+      migrateOnStart: true,
+      bucketMap: null,
+      dataDir: ".data",
+      embeddedShards: 3,
+      embeddedRedisNodes: 3,
+      drainTimeoutMs: 15_000,
+      defaultDeadlineMs: 10_000,
+      maxDeadlineMs: 60_000,
+      lockTtlMs: 5_000,
+      reservationDefaultTtlS: 600,
+      reservationMaxTtlS: 3_600,
+      sweepIntervalMs: 5_000,
+    });
+  });
+
+  it("treats blank variables as unset", () => {
+    expect(loadConfig({ PORT: "", SHARD_URLS: "  ", LOG_LEVEL: " " })).toMatchObject({
+      port: 8080,
+      shardUrls: null,
+      logLevel: "info",
+    });
+  });
+
+  it("reads every setting", () => {
+    const config = loadConfig({
+      PORT: "0",
+      HOST: "127.0.0.1",
+      SHARD_URLS: "postgres://u:p@db0:5432/shop, postgresql://u:p@db1/shop",
+      REDIS_URLS: "redis://r0:6379,redis://r1:6379,rediss://:pw@r2:6380",
+      LOG_LEVEL: "debug",
+      SERVICES: "order, reservation",
+      CORS_ORIGINS: "https://shop.example,http://localhost:5173",
+      MAX_REQUEST_BYTES: "1024",
+      DB_POOL_MAX: "20",
+      BUCKET_MAP: "0-511:0,512-1023:1",
+      DATA_DIR: "/var/lib/shop",
+      EMBEDDED_SHARDS: "16",
+      EMBEDDED_REDIS_NODES: "5",
+      DRAIN_TIMEOUT_MS: "0",
+      DEFAULT_DEADLINE_MS: "5000",
+      MAX_DEADLINE_MS: "5000",
+      LOCK_TTL_MS: "100",
+      RESERVATION_DEFAULT_TTL_S: "60",
+      RESERVATION_MAX_TTL_S: "120",
+      SWEEP_INTERVAL_MS: "250",
+    });
+    expect(config).toEqual({
+      port: 0,
+      host: "127.0.0.1",
+      shardUrls: ["postgres://u:p@db0:5432/shop", "postgresql://u:p@db1/shop"],
+      redisUrls: ["redis://r0:6379", "redis://r1:6379", "rediss://:pw@r2:6380"],
+      logLevel: "debug",
+      services: ["order", "reservation"],
+      corsOrigins: ["https://shop.example", "http://localhost:5173"],
+      maxRequestBytes: 1024,
+      dbPoolMax: 20,
+      migrateOnStart: false, // external shards: migrations are a deliberate step
+      bucketMap: "0-511:0,512-1023:1",
+      dataDir: "/var/lib/shop",
+      embeddedShards: 16,
+      embeddedRedisNodes: 5,
+      drainTimeoutMs: 0,
+      defaultDeadlineMs: 5000,
+      maxDeadlineMs: 5000,
+      lockTtlMs: 100,
+      reservationDefaultTtlS: 60,
+      reservationMaxTtlS: 120,
+      sweepIntervalMs: 250,
+    });
+  });
+
+  it("defaults MIGRATE_ON_START by whether Postgres is embedded, and honours it when set", () => {
+    expect(loadConfig({ REDIS_URLS: "redis://r:6379" }).migrateOnStart).toBe(true);
+    expect(loadConfig({ SHARD_URLS: "postgres://db/shop" }).migrateOnStart).toBe(false);
+    expect(loadConfig({ SHARD_URLS: "postgres://db/shop", MIGRATE_ON_START: "true" }).migrateOnStart).toBe(
+      true,
+    );
+    expect(loadConfig({ MIGRATE_ON_START: "false" }).migrateOnStart).toBe(false);
+  });
+
+  it("allows partial embedding: only the missing half is embedded", () => {
+    const config = loadConfig({ SHARD_URLS: "postgres://db/shop" });
+    expect(config.shardUrls).toEqual(["postgres://db/shop"]);
+    expect(config.redisUrls).toBeNull();
+  });
+
+  it("returns a frozen object with frozen lists", () => {
+    const config = loadConfig({ SHARD_URLS: "postgres://db/shop" });
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.services)).toBe(true);
+    expect(Object.isFrozen(config.shardUrls)).toBe(true);
+    expect(() => config.services.push("order")).toThrow(TypeError);
+  });
+
+  it.each([
+    ["PORT", "abc", 'PORT: must be an integer 0-65535 (got "abc")'],
+    ["PORT", "65536", "PORT: must be an integer 0-65535"],
+    ["HOST", "local host", "HOST: must not contain spaces"],
+    [
+      "SHARD_URLS",
+      "mysql://db/shop",
+      'SHARD_URLS: entry 0 has scheme "mysql:", expected postgres:// or postgresql://',
+    ],
+    ["SHARD_URLS", "postgres://db/a,not a url", "SHARD_URLS: entry 1 is not a valid postgres URL"],
+    ["SHARD_URLS", "postgres://db/a,,postgres://db/b", "SHARD_URLS: entry 1 is empty"],
+    ["SHARD_URLS", "postgres://db/a,postgres://db/a", "SHARD_URLS: entry 1 repeats entry 0"],
+    ["REDIS_URLS", "http://r:6379", 'REDIS_URLS: entry 0 has scheme "http:", expected redis:// or rediss://'],
+    ["LOG_LEVEL", "verbose", "LOG_LEVEL: must be one of fatal|error|warn|info|debug|trace"],
+    ["SERVICES", "order,payments", 'SERVICES: unknown service "payments"'],
+    ["SERVICES", ",", "SERVICES: must name at least one service"],
+    ["CORS_ORIGINS", "https://shop.example/", 'CORS_ORIGINS: "https://shop.example/" is not an origin'],
+    ["CORS_ORIGINS", "*", 'CORS_ORIGINS: "*" is not an origin'],
+    ["MAX_REQUEST_BYTES", "1023", "MAX_REQUEST_BYTES: must be an integer 1024-67108864"],
+    ["DB_POOL_MAX", "0", "DB_POOL_MAX: must be an integer 1-200"],
+    ["MIGRATE_ON_START", "yes", "MIGRATE_ON_START: must be true or false"],
+    ["EMBEDDED_SHARDS", "17", "EMBEDDED_SHARDS: must be an integer 1-16"],
+    ["EMBEDDED_REDIS_NODES", "2", "EMBEDDED_REDIS_NODES: must be one of 1|3|5"],
+    ["DRAIN_TIMEOUT_MS", "-1", "DRAIN_TIMEOUT_MS: must be an integer 0-600000"],
+    ["DEFAULT_DEADLINE_MS", "1.5", "DEFAULT_DEADLINE_MS: must be an integer 1-3600000"],
+    ["DEFAULT_DEADLINE_MS", "70000", "DEFAULT_DEADLINE_MS: must not exceed MAX_DEADLINE_MS (60000)"],
+    ["MAX_DEADLINE_MS", "0", "MAX_DEADLINE_MS: must be an integer 1-3600000"],
+    ["LOCK_TTL_MS", "99", "LOCK_TTL_MS: must be an integer 100-600000"],
+    ["RESERVATION_DEFAULT_TTL_S", "0", "RESERVATION_DEFAULT_TTL_S: must be an integer 1-86400"],
+    [
+      "RESERVATION_DEFAULT_TTL_S",
+      "7200",
+      "RESERVATION_DEFAULT_TTL_S: must not exceed RESERVATION_MAX_TTL_S (3600)",
+    ],
+    ["RESERVATION_MAX_TTL_S", "1e3", "RESERVATION_MAX_TTL_S: must be an integer 1-604800"],
+    ["SWEEP_INTERVAL_MS", "fast", "SWEEP_INTERVAL_MS: must be an integer 100-3600000"],
+  ])("rejects %s=%j, naming the setting", (setting, value, message) => {
+    const error = errorOf({ [setting]: value });
+    expect(error.setting).toBe(setting);
+    expect(error.message).toContain(message);
+  });
+
+  it("accepts BUCKET_MAP and DATA_DIR as given (src/shard validates the map)", () => {
+    expect(loadConfig({ BUCKET_MAP: "whatever", DATA_DIR: "./x" })).toMatchObject({
+      bucketMap: "whatever",
+      dataDir: "./x",
+    });
+  });
+
+  it("names every bad setting at once", () => {
+    const error = errorOf({ PORT: "x", LOG_LEVEL: "y" });
+    expect(error.message.split("\n")).toEqual([
+      'PORT: must be an integer 0-65535 (got "x")',
+      'LOG_LEVEL: must be one of fatal|error|warn|info|debug|trace (got "y")',
+    ]);
+  });
+
+  it("never echoes a URL's password", () => {
+    for (const value of [
+      "mysql://admin:hunter2@db/shop",
+      "postgres://admin:hunter2@db/a,postgres://admin:hunter2@db/a",
+    ]) {
+      const error = errorOf({ SHARD_URLS: value });
+      expect(error.message).not.toContain("hunter2");
+    }
+    expect(errorOf({ REDIS_URLS: "redis://:hunter2@r:6379,nope" }).message).not.toContain("hunter2");
+  });
+});
