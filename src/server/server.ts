@@ -1,0 +1,119 @@
+/**
+ * The RPC server: the app's routes plus health and reflection, over Connect, gRPC and gRPC-Web on
+ * one plaintext port, with the interceptors every call goes through and a graceful drain.
+ */
+import type { DescService } from "@bufbuild/protobuf";
+import { type ConnectRouter, createContextValues } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Logger } from "pino";
+import { Health } from "../../gen/grpc/health/v1/health_pb.js";
+import { pickRequestId, requestIdHeader, requestIdKey, shutdownSignalKey } from "./context.js";
+import { withCors } from "./cors.js";
+import { createHealthState, type HealthState, registerHealth } from "./health.js";
+import {
+  callGate,
+  deadlineInterceptor,
+  errorMappingInterceptor,
+  loggingInterceptor,
+} from "./interceptors.js";
+import { createOnePort } from "./one-port.js";
+import { registerReflection } from "./reflection.js";
+
+export { loggerKey, requestIdKey, shutdownSignalKey } from "./context.js";
+
+/** What the server needs from the app. */
+export interface ServerOptions {
+  host: string;
+  /** 0 picks a free port; RunningServer.port tells which. */
+  port: number;
+  /** Registers the shop services this process serves (the app decides which). */
+  routes: (router: ConnectRouter) => void;
+  /** The shop services `routes` registers, for health and reflection. */
+  servedServices: DescService[];
+  /** Browser origins allowed to call; [] sends no CORS headers at all. */
+  corsOrigins: string[];
+  /** Largest request message accepted (RESOURCE_EXHAUSTED beyond). */
+  maxRequestBytes: number;
+  /** Deadline of a unary call whose caller sets none. */
+  defaultTimeoutMs: number;
+  /** Caller deadlines of unary calls are capped at this. */
+  maxTimeoutMs: number;
+  logger: Logger;
+}
+
+/** A server that is listening. */
+export interface RunningServer {
+  /** The bound port. */
+  port: number;
+  health: HealthState;
+  /** Aborted when drain starts: stream handlers end on it (also in ctx.values via shutdownSignalKey). */
+  shutdownSignal: AbortSignal;
+  /**
+   * Health NOT_SERVING, stop accepting, let in-flight calls finish while streams end on
+   * shutdownSignal, GOAWAY h2 sessions, close idle HTTP/1.1 connections; after `graceMs` destroy
+   * whatever remains.
+   */
+  drain(graceMs: number): Promise<void>;
+}
+
+/**
+ * Largest response message. gRPC clients refuse messages over 4 MiB by default, so a larger answer
+ * would fail on the client anyway; failing here names the cause in our log instead.
+ */
+const maxResponseBytes = 4 * 1024 * 1024;
+/** connect arms a setTimeout with the caller's deadline; Node fires longer timers after 1 ms. */
+const maxTimerMs = 2 ** 31 - 1;
+
+/** Starts listening; health stays NOT_SERVING until the app sets SERVING. */
+export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const log = opts.logger;
+  const shutdown = new AbortController();
+  const health = createHealthState(
+    opts.servedServices.map((s) => s.typeName),
+    shutdown.signal,
+  );
+  const servedWithHealth = [...opts.servedServices, Health];
+  const handler = connectNodeAdapter({
+    routes(router) {
+      opts.routes(router);
+      registerHealth(router, health);
+      registerReflection(router, servedWithHealth);
+    },
+    // All three protocols are on by default; Connect JSON and binary both.
+    readMaxBytes: opts.maxRequestBytes,
+    writeMaxBytes: maxResponseBytes,
+    maxTimeoutMs: maxTimerMs,
+    // Deliberately no `shutdownSignal` here: connect would abort every in-flight call on drain,
+    // unary ones included. Streams learn of drain through shutdownSignalKey instead.
+    requestGate: callGate,
+    interceptors: [
+      loggingInterceptor(log),
+      errorMappingInterceptor(),
+      deadlineInterceptor({ defaultTimeoutMs: opts.defaultTimeoutMs, maxTimeoutMs: opts.maxTimeoutMs }),
+    ],
+    contextValues: (req) =>
+      createContextValues()
+        .set(requestIdKey, pickRequestId(req.headers[requestIdHeader]))
+        .set(shutdownSignalKey, shutdown.signal),
+  });
+  const server = createOnePort({ handler: withCors(opts.corsOrigins, handler), log });
+  const port = await server.listen(opts.port, opts.host);
+  log.info({ host: opts.host, port }, "listening");
+  let drained: Promise<void> | undefined;
+  return {
+    port,
+    health,
+    shutdownSignal: shutdown.signal,
+    drain(graceMs) {
+      drained ??= drain(graceMs);
+      return drained;
+    },
+  };
+
+  async function drain(graceMs: number): Promise<void> {
+    log.info({ graceMs }, "draining");
+    shutdown.abort(); // health turns NOT_SERVING, watches and app streams start ending
+    await server.close(graceMs);
+    log.info("drained");
+  }
+}
