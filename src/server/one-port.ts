@@ -44,7 +44,10 @@ export function createOnePort(opts: OnePortOptions): OnePort {
   // Node arms headersTimeout/requestTimeout and closeIdleConnections() from its 'listening' event;
   // this server never listens itself (connections are handed to it), so arm them here.
   h1.emit("listening");
-  const h2 = http2.createServer({}, opts.handler);
+  // Bounded streams per connection (one client cannot open unbounded concurrent calls), and idle
+  // sessions are closed after 5 minutes (live order streams send heartbeats well within that).
+  const h2 = http2.createServer({ settings: { maxConcurrentStreams: 1000 } }, opts.handler);
+  h2.setTimeout(300_000);
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session) => {
     sessions.add(session);
