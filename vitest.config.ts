@@ -3,6 +3,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    // vitest's own output, then one plain "tests: N passed, N failed, N skipped" line for CI logs.
+    reporters: ["default", "./test/harness/summary-reporter.ts"],
     // Postgres databases and a Redis quorum for the whole run; see the file for SHARD_URLS/REDIS_URLS.
     globalSetup: ["test/harness/global-setup.ts"],
     testTimeout: 30_000,
