@@ -84,8 +84,11 @@ describe("the service process", () => {
     });
     await waitFor(
       async () =>
-        (await blocker.query("select 1 from pg_stat_activity where wait_event_type = 'Lock'")).rows.length >
-        0,
+        (
+          await blocker.query(
+            "select 1 from pg_stat_activity where pg_backend_pid() = any(pg_blocking_pids(pid))",
+          )
+        ).rows.length > 0,
     );
     const exited = once(child, "exit");
     child.kill("SIGTERM");
