@@ -1,7 +1,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { connect, createServer } from "node:net";
 import { setTimeout as delay } from "node:timers/promises";
+import { choosePort } from "../../src/embedded/processes.js";
+import { pings } from "../../src/embedded/redis.js";
 
 /** Throwaway redis-server processes on free loopback ports. */
 export interface RedisNodes {
@@ -98,33 +99,5 @@ async function kill(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-/** True when something on the port answers PING with PONG. */
-function pings(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: "127.0.0.1", port });
-    let reply = "";
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(500, () => done(false));
-    socket.on("error", () => done(false));
-    socket.on("connect", () => socket.write("PING\r\n"));
-    socket.on("data", (chunk) => {
-      reply += chunk.toString();
-      if (reply.includes("\r\n")) done(reply.startsWith("+PONG"));
-    });
-  });
-}
-
 /** A port that was free a moment ago (bind port 0, read it, close). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const address = server.address();
-  server.close();
-  await once(server, "close");
-  if (address === null || typeof address === "string") throw new Error("no TCP address");
-  return address.port;
-}
+const freePort = (): Promise<number> => choosePort(undefined);
