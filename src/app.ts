@@ -11,6 +11,9 @@ import { inventoryHandler } from "./inventory/inventory.handler.js";
 import { createInventoryService } from "./inventory/inventory.service.js";
 import { createStockLocks, type StockLocks } from "./lock/locks.js";
 import { migrations } from "./migrations/index.js";
+import { reservationHandler } from "./reservation/reservation.handler.js";
+import { createReservationService } from "./reservation/reservation.service.js";
+import { createSweeper, type Sweeper } from "./reservation/sweeper.js";
 import { type RunningServer, startServer } from "./server/server.js";
 import { openShards, type ShardSet } from "./shard/shards.js";
 
@@ -24,6 +27,7 @@ export interface App {
   readonly server: RunningServer;
   readonly shards: ShardSet;
   readonly locks: StockLocks;
+  readonly sweeper: Sweeper;
   /** Health NOT_SERVING, drain calls and streams, then close pools and Redis clients. */
   shutdown(): Promise<void>;
 }
@@ -49,12 +53,35 @@ export async function createApp(config: AppConfig, logger: Logger): Promise<App>
     if (config.migrateOnStart) await shards.migrateAll();
     locks = createStockLocks({ redisUrls: config.redisUrls, options: { ttlMs: config.lockTtlMs }, logger });
     const inventory = createInventoryService({ shards });
+    const lockClient = locks;
+    const reservations = createReservationService({
+      shards,
+      locks: lockClient,
+      logger,
+      faultPoint: (point) => {
+        if (config.faultPoint !== point) return;
+        logger.fatal({ point }, "FAULT_POINT reached: killing the process");
+        process.kill(process.pid, "SIGKILL");
+      },
+    });
+    const sweeper = createSweeper(
+      { shards, logger },
+      { intervalMs: config.sweepIntervalMs, intentTimeoutSeconds: config.intentTimeoutMs / 1000 },
+    );
     const served: DescService[] = [];
     const routes = (router: ConnectRouter): void => {
       if (config.services.includes("inventory"))
         router.service(InventoryService, inventoryHandler(inventory));
       // Part of the contract, served by later work: every method answers UNIMPLEMENTED until then.
-      if (config.services.includes("reservation")) router.service(ReservationService, {});
+      if (config.services.includes("reservation")) {
+        router.service(
+          ReservationService,
+          reservationHandler(reservations, {
+            defaultS: config.reservationDefaultTtlS,
+            maxS: config.reservationMaxTtlS,
+          }),
+        );
+      }
       if (config.services.includes("order")) router.service(OrderService, {});
     };
     if (config.services.includes("inventory")) served.push(InventoryService);
@@ -73,12 +100,16 @@ export async function createApp(config: AppConfig, logger: Logger): Promise<App>
     });
     for (const service of served) server.health.set(service.typeName, "SERVING");
     server.health.set("", "SERVING");
-    const lockClient = locks;
+    // Every instance sweeps (SKIP LOCKED keeps them from doing the same work); the reservation
+    // service's processes own it, so a mesh running SERVICES=order alone does not sweep.
+    if (config.services.includes("reservation")) sweeper.start();
     return {
       server,
       shards,
       locks: lockClient,
+      sweeper,
       async shutdown() {
+        await sweeper.stop();
         await server.drain(config.drainTimeoutMs);
         await Promise.allSettled([shards.close(), lockClient.close()]);
       },

@@ -36,7 +36,13 @@ export interface Config {
   readonly reservationDefaultTtlS: number;
   readonly reservationMaxTtlS: number;
   readonly sweepIntervalMs: number;
+  readonly intentTimeoutMs: number;
+  readonly faultPoint: FaultPointName | null;
 }
+
+/** Points inside the reservation saga where FAULT_POINT makes the process kill itself (fault tests only). */
+export const FAULT_POINTS = ["after_intent", "after_first_shard", "before_last_shard"] as const;
+export type FaultPointName = (typeof FAULT_POINTS)[number];
 
 /** A setting is missing its mark; `setting` is the first bad variable, `message` names every one. */
 export class ConfigError extends Error {
@@ -174,6 +180,10 @@ const schema = z.object({
   RESERVATION_MAX_TTL_S: integer(1, 604_800).default(3_600),
   /** How often the sweeper releases expired reservations and orphaned holds, in ms. */
   SWEEP_INTERVAL_MS: integer(100, 3_600_000).default(5_000),
+  /** A reservation saga still PENDING after this long is treated as crashed: failed and its holds released, in ms. */
+  INTENT_TIMEOUT_MS: integer(1_000, 3_600_000).default(60_000),
+  /** Fault tests only: SIGKILL the process at this point of a cross-shard reservation. Never set it in production. */
+  FAULT_POINT: oneOf(FAULT_POINTS).optional(),
 });
 
 type Env = Record<string, string | undefined>;
@@ -216,6 +226,8 @@ export function loadConfig(env: Env = process.env): Config {
     reservationDefaultTtlS: e.RESERVATION_DEFAULT_TTL_S,
     reservationMaxTtlS: e.RESERVATION_MAX_TTL_S,
     sweepIntervalMs: e.SWEEP_INTERVAL_MS,
+    intentTimeoutMs: e.INTENT_TIMEOUT_MS,
+    faultPoint: e.FAULT_POINT ?? null,
   };
   checkOrder("DEFAULT_DEADLINE_MS", config.defaultDeadlineMs, "MAX_DEADLINE_MS", config.maxDeadlineMs);
   checkOrder(

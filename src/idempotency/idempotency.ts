@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { EntityManager } from "@mikro-orm/postgresql";
-import { invalidArgument } from "../errors.js";
+import { DomainError, invalidArgument } from "../errors.js";
 
 /** What identifies one logical request: who it is for, the caller's key, and what was asked. */
 export interface IdempotencyClaim {
@@ -31,30 +31,90 @@ export async function runIdempotent<T>(
   work: (tx: EntityManager) => Promise<T>,
 ): Promise<T> {
   return em.transactional(async (tx) => {
-    const inserted = await tx.execute(
-      `insert into idempotency_records (scope, key, request_hash, response) values (?, ?, ?, 'null'::jsonb)
-       on conflict (scope, key) do nothing returning 1 as ok`,
-      [claim.scope, claim.key, claim.requestHash],
-    );
-    if (inserted.length === 0) {
-      const rows = await tx.execute<{ request_hash: string; response: unknown }[]>(
-        "select request_hash, response from idempotency_records where scope = ? and key = ?",
-        [claim.scope, claim.key],
-      );
-      const row = rows[0];
-      if (!row || row.request_hash !== claim.requestHash) {
-        throw invalidArgument("idempotency_key", "was already used with a different request");
-      }
-      return reviveJson(row.response) as T;
-    }
+    const prior = await claimKey(tx, claim);
+    if (prior.state === "done") return prior.response as T;
+    if (prior.state === "pending") throw inFlight();
     const result = await work(tx);
-    await tx.execute("update idempotency_records set response = ?::jsonb where scope = ? and key = ?", [
-      JSON.stringify(result, dateReplacer),
-      claim.scope,
-      claim.key,
-    ]);
+    await completeKey(tx, claim, result);
     return result;
   });
+}
+
+/** What a claim found: a fresh key (now held by the caller's transaction), a finished answer, or work still running. */
+export type ClaimResult =
+  | { state: "new" }
+  | { state: "done"; response: unknown }
+  /** Claimed by a request still running (or crashed): `ref` is what it marked, e.g. its reservation id. */
+  | { state: "pending"; ref: string | null };
+
+/**
+ * Inserts the key with no answer yet, or reports what an earlier request with it left. Long-running
+ * work (a saga) commits the claim on its own, then calls completeKey or dropKey when it ends.
+ */
+export async function claimKey(tx: EntityManager, claim: IdempotencyClaim): Promise<ClaimResult> {
+  const inserted = await tx.execute(
+    `insert into idempotency_records (scope, key, request_hash, response) values (?, ?, ?, 'null'::jsonb)
+     on conflict (scope, key) do nothing returning 1 as ok`,
+    [claim.scope, claim.key, claim.requestHash],
+  );
+  if (inserted.length > 0) return { state: "new" };
+  const rows = await tx.execute<{ request_hash: string; response: unknown }[]>(
+    "select request_hash, response from idempotency_records where scope = ? and key = ?",
+    [claim.scope, claim.key],
+  );
+  const row = rows[0];
+  if (!row) return claimKey(tx, claim); // dropped between our insert and select: claim it again
+  if (row.request_hash !== claim.requestHash) {
+    throw invalidArgument("idempotency_key", "was already used with a different request");
+  }
+  if (row.response === null) return { state: "pending", ref: null };
+  const pending = (row.response as { $pending?: unknown }).$pending;
+  if (typeof pending === "string") return { state: "pending", ref: pending };
+  return { state: "done", response: reviveJson(row.response) };
+}
+
+/** Stores the answer of a claimed key: every later replay gets exactly this. */
+export async function completeKey(
+  tx: EntityManager,
+  claim: IdempotencyClaim,
+  response: unknown,
+): Promise<void> {
+  await tx.execute("update idempotency_records set response = ?::jsonb where scope = ? and key = ?", [
+    JSON.stringify(response, dateReplacer),
+    claim.scope,
+    claim.key,
+  ]);
+}
+
+/**
+ * Marks a claimed key as taken by long-running work identified by `ref` (committed with the work's
+ * intent), so a replay can find that work and wait for it, or take over once it has failed.
+ */
+export async function markPending(tx: EntityManager, claim: IdempotencyClaim, ref: string): Promise<void> {
+  await tx.execute("update idempotency_records set response = ?::jsonb where scope = ? and key = ?", [
+    JSON.stringify({ $pending: ref }),
+    claim.scope,
+    claim.key,
+  ]);
+}
+
+/** Forgets a claimed key whose request failed with no effect, so a retry may try again. */
+export async function dropKey(tx: EntityManager, claim: IdempotencyClaim): Promise<void> {
+  await tx.execute(
+    "delete from idempotency_records where scope = ? and key = ? and (response = 'null'::jsonb or response ->> '$pending' is not null)",
+    [claim.scope, claim.key],
+  );
+}
+
+/** The answer for a replay that arrives while the first request is still running. */
+export function inFlight(): DomainError {
+  return new DomainError(
+    "idempotency_in_flight",
+    "idempotency_key: the first request with this key is still running, retry",
+    {
+      field: "idempotency_key",
+    },
+  );
 }
 
 function dateReplacer(this: Record<string, unknown>, key: string, value: unknown): unknown {

@@ -111,7 +111,7 @@ export interface StockViolation {
   shard: number;
   productId: string;
   warehouseId: string;
-  rule: "balance" | "non_negative" | "ledger";
+  rule: "balance" | "non_negative" | "ledger" | "holds";
   detail: string;
 }
 

@@ -89,11 +89,14 @@ export async function checkShardStock(
        select product_id, warehouse_id, sum(d_available) la, sum(d_held) lh, sum(d_sold) ls,
               sum(d_received) lr, sum(d_written_off) lw
        from stock_movements group by product_id, warehouse_id
+     ), holds as (
+       select product_id, warehouse_id, sum(quantity) hq from stock_holds where status = 'held'
+       group by product_id, warehouse_id
      )
      select s.product_id, s.warehouse_id, s.available, s.held, s.sold, s.received, s.written_off,
        coalesce(l.la, 0) la, coalesce(l.lh, 0) lh, coalesce(l.ls, 0) ls, coalesce(l.lr, 0) lr, coalesce(l.lw, 0) lw,
-       count(*) over () as total
-     from stock s left join ledger l using (product_id, warehouse_id)`,
+       coalesce(hs.hq, 0) hq
+     from stock s left join ledger l using (product_id, warehouse_id) left join holds hs using (product_id, warehouse_id)`,
   );
   const violations: StockViolation[] = [];
   for (const r of rows) {
@@ -118,6 +121,8 @@ export async function checkShardStock(
         rule: "non_negative",
         detail: `a term is negative: ${a}/${h}/${s}/${rc}/${w}`,
       });
+    if (h !== Number(r.hq))
+      violations.push({ ...base, rule: "holds", detail: `held ${h} != live holds ${Number(r.hq)}` });
     const ledger = [r.la, r.lh, r.ls, r.lr, r.lw].map(Number);
     const names = ["available", "held", "sold", "received", "written_off"];
     [a, h, s, rc, w].forEach((v, i) => {

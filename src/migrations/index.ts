@@ -1,5 +1,9 @@
 import type { MigrationObject } from "@mikro-orm/core";
 import { Migration0001Inventory } from "./0001-inventory.js";
+import { Migration0002Reservations } from "./0002-reservations.js";
 
 /** Every migration, in order. Listed explicitly: no globbing, so bundles and tsx behave the same. */
-export const migrations: MigrationObject[] = [{ name: "0001-inventory", class: Migration0001Inventory }];
+export const migrations: MigrationObject[] = [
+  { name: "0001-inventory", class: Migration0001Inventory },
+  { name: "0002-reservations", class: Migration0002Reservations },
+];

@@ -889,7 +889,8 @@ export type StockViolation = Message<"shop.inventory.v1.StockViolation"> & {
   warehouseId: string;
 
   /**
-   * rule names the broken rule: "balance", "non_negative" or "ledger".
+   * rule names the broken rule: "balance", "non_negative", "ledger" (a column differs from the sum
+   * of its ledger deltas) or "holds" (held differs from the sum of live stock holds).
    *
    * @generated from field: string rule = 4;
    */
@@ -1136,7 +1137,8 @@ export const InventoryService: GenService<{
   /**
    * CheckStockInvariant checks, on every shard, that for each product and warehouse
    * available + held + sold == received - written_off, that every term is >= 0, and that each term
-   * equals the sum of its ledger rows; it reports every violation. An operator call.
+   * equals the sum of its ledger rows, and held equals the sum of live holds; it reports every
+   * violation. An operator call.
    *
    * @generated from rpc shop.inventory.v1.InventoryService.CheckStockInvariant
    */

@@ -1,0 +1,111 @@
+import type { Logger } from "pino";
+import { DomainError } from "../errors.js";
+import {
+  type HoldRequest,
+  type ShortItem,
+  settleHolds,
+  shortfall,
+  takeHolds,
+} from "../inventory/holds.repository.js";
+import { parseId } from "../shard/ids.js";
+import type { ShardSet } from "../shard/shards.js";
+import type { ReservedItem } from "./reservation.model.js";
+
+/**
+ * The stock side of a reservation: items grouped by the shard their stock lives on (the seller's
+ * shard, read from each product id's bucket), one transaction per shard.
+ */
+export interface ShardGroup {
+  shard: number;
+  /** A bucket of that shard, for the ids of the ledger rows written there. */
+  bucket: number;
+  items: HoldRequest[];
+}
+
+/** Groups items by stock shard, in shard order (a stable order for every caller). */
+export function groupByStockShard(shards: ShardSet, items: HoldRequest[], field = "items"): ShardGroup[] {
+  const groups = new Map<number, ShardGroup>();
+  items.forEach((item, i) => {
+    const { bucket } = parseId(item.productId, "prd", `${field}[${i}].product_id`);
+    const shard = shards.forBucket(bucket).index;
+    const group = groups.get(shard) ?? { shard, bucket, items: [] };
+    group.items.push(item);
+    groups.set(shard, group);
+  });
+  return [...groups.values()].sort((a, b) => a.shard - b.shard);
+}
+
+/** Takes the holds of one shard group in one transaction on that shard. */
+export async function holdOnShard(
+  shards: ShardSet,
+  reservationId: string,
+  group: ShardGroup,
+): Promise<ReservedItem[]> {
+  const shard = shards.shards[group.shard];
+  if (!shard) throw new Error(`no shard ${group.shard}`);
+  return shard.fork().transactional((tx) => takeHolds(tx, reservationId, group.items, group.bucket));
+}
+
+/**
+ * Takes the holds of every group in order. When a shard refuses for lack of stock, the groups not
+ * yet tried are checked (read only) so the error names every short item, not just the first shard's.
+ */
+export async function holdAll(
+  shards: ShardSet,
+  reservationId: string,
+  groups: ShardGroup[],
+  onStep: (index: number, phase: "before" | "after") => void,
+): Promise<ReservedItem[]> {
+  const held: ReservedItem[] = [];
+  for (const [i, group] of groups.entries()) {
+    onStep(i, "before");
+    try {
+      held.push(...(await holdOnShard(shards, reservationId, group)));
+    } catch (e) {
+      if (!(e instanceof DomainError) || e.reason !== "insufficient_stock") throw e;
+      const rest = await Promise.all(groups.slice(i + 1).map((g) => shortfallsOn(shards, g)));
+      const short = [...(e.details as ShortItem[]), ...rest.flat()];
+      const names = short
+        .map((s) => `${s.productId} (asked ${s.requested}, available ${s.available})`)
+        .join(", ");
+      throw new DomainError("insufficient_stock", `not enough stock for ${names}`, {
+        field: "items",
+        details: short,
+      });
+    }
+    onStep(i, "after");
+  }
+  return held;
+}
+
+async function shortfallsOn(shards: ShardSet, group: ShardGroup): Promise<ShortItem[]> {
+  const em = shards.shards[group.shard]?.fork();
+  if (!em) return [];
+  const all = await Promise.all(group.items.map((item) => shortfall(em, item)));
+  return all.filter((s) => s.available < s.requested);
+}
+
+/**
+ * Releases (or sells) every live hold of a reservation on the given shards; idempotent. Failures
+ * are logged and reported, never thrown: the sweeper repairs whatever is left behind.
+ */
+export async function settleOnShards(
+  shards: ShardSet,
+  reservationId: string,
+  groups: ShardGroup[],
+  to: "released" | "sold",
+  logger: Logger,
+): Promise<boolean> {
+  const results = await Promise.allSettled(
+    groups.map((g) =>
+      shards.shards[g.shard]?.fork().transactional((tx) => settleHolds(tx, reservationId, to)),
+    ),
+  );
+  const failed = results.filter((r) => r.status === "rejected");
+  for (const f of failed)
+    logger.warn(
+      { err: (f as PromiseRejectedResult).reason, reservationId, to },
+      "settling holds failed; the sweeper will repair",
+    );
+  return failed.length === 0;
+}

@@ -1,0 +1,268 @@
+import { setTimeout as delay } from "node:timers/promises";
+import type { EntityManager } from "@mikro-orm/postgresql";
+import type { Logger } from "pino";
+import { DomainError } from "../errors.js";
+import {
+  claimKey,
+  completeKey,
+  dropKey,
+  hashRequest,
+  type IdempotencyClaim,
+  inFlight,
+  markPending,
+  runIdempotent,
+} from "../idempotency/idempotency.js";
+import { takeHolds } from "../inventory/holds.repository.js";
+import type { StockLocks } from "../lock/locks.js";
+import { newId } from "../shard/ids.js";
+import { decodePageToken, encodePageToken, listingHash } from "../shard/page-token.js";
+import { bucketOfUser } from "../shard/router.js";
+import type { ShardSet } from "../shard/shards.js";
+import { groupByStockShard, holdAll, type ShardGroup, settleOnShards } from "./holds.js";
+import type { ListReservationsInput, ReservationView, ReserveInput } from "./reservation.model.js";
+import * as repo from "./reservation.repository.js";
+
+/** Named points where a fault test may kill the process mid-saga (see FAULT_POINT). */
+export type FaultPoint = "after_intent" | "after_first_shard" | "before_last_shard";
+
+export interface ReservationDeps {
+  shards: ShardSet;
+  locks: StockLocks;
+  logger: Logger;
+  /** Called at each FaultPoint; production passes a no-op. */
+  faultPoint: (point: FaultPoint) => void;
+}
+
+export type ReservationService = ReturnType<typeof createReservationService>;
+
+const notFound = () =>
+  new DomainError("not_found", "reservation_id: no such reservation", { field: "reservation_id" });
+
+/** The reservation use cases. A reservation is all or nothing across however many stock shards. */
+export function createReservationService(deps: ReservationDeps) {
+  const { shards, locks, logger } = deps;
+
+  /** The buyer's reservation or NOT_FOUND (also for another user's: no existence leak). */
+  async function owned(
+    em: EntityManager,
+    userId: string,
+    id: string,
+    lock = false,
+  ): Promise<ReservationView> {
+    const r = await repo.findReservation(em, id, lock);
+    if (!r || r.userId !== userId) throw notFound();
+    return r;
+  }
+
+  /** Everything on the buyer's shard: one transaction does the key, the reservation and the holds. */
+  async function reserveLocally(
+    input: ReserveInput,
+    claim: IdempotencyClaim,
+    groups: ShardGroup[],
+  ): Promise<ReservationView> {
+    const bucket = bucketOfUser(input.userId);
+    return runIdempotent(shards.forBucket(bucket).fork(), claim, async (tx) => {
+      const id = newId("res", bucket);
+      await repo.insertReservation(tx, {
+        id,
+        bucket,
+        userId: input.userId,
+        status: "active",
+        ttlSeconds: input.ttlSeconds,
+        items: input.items,
+      });
+      const group = groups[0] as ShardGroup;
+      const held = await takeHolds(tx, id, group.items, group.bucket);
+      await repo.setItemWarehouses(tx, id, held);
+      return (await repo.findReservation(tx, id)) as ReservationView;
+    });
+  }
+
+  /**
+   * The saga: (1) intent row + key on the buyer's shard, (2) one idempotent hold transaction per
+   * stock shard, under Redlock when there are several, (3) the final state. Any failure releases
+   * what was held and fails the intent; a crash anywhere is repaired by the sweeper.
+   */
+  async function reserveAcrossShards(
+    input: ReserveInput,
+    claim: IdempotencyClaim,
+    groups: ShardGroup[],
+  ): Promise<ReservationView> {
+    const bucket = bucketOfUser(input.userId);
+    const buyer = shards.forBucket(bucket);
+    const id = newId("res", bucket);
+    const claimed = await buyer.fork().transactional(async (tx) => {
+      const prior = await claimKey(tx, claim);
+      if (prior.state !== "new") return prior;
+      await repo.insertReservation(tx, {
+        id,
+        bucket,
+        userId: input.userId,
+        status: "pending",
+        ttlSeconds: input.ttlSeconds,
+        items: input.items,
+      });
+      await markPending(tx, claim, id);
+      return prior;
+    });
+    if (claimed.state === "done") return claimed.response as ReservationView;
+    if (claimed.state === "pending") return awaitPrior(input, claim, claimed.ref, groups);
+    deps.faultPoint("after_intent");
+
+    try {
+      const takeAll = () =>
+        holdAll(shards, id, groups, (i, phase) => {
+          if (phase === "before" && i === groups.length - 1 && i > 0) deps.faultPoint("before_last_shard");
+          if (phase === "after" && i === 0) deps.faultPoint("after_first_shard");
+        });
+      const keys = groups.flatMap((g) => g.items.map((item) => item.productId));
+      const held = groups.length > 1 ? await locks.withLocks(keys, takeAll) : await takeAll();
+      const view = await buyer.fork().transactional(async (tx) => {
+        if (!(await repo.activate(tx, id, input.ttlSeconds))) return null;
+        await repo.setItemWarehouses(tx, id, held);
+        const v = (await repo.findReservation(tx, id)) as ReservationView;
+        await completeKey(tx, claim, v);
+        return v;
+      });
+      if (view) return view;
+      // The sweeper failed this intent while we worked (we were paused past its bound): undo.
+      await settleOnShards(shards, id, groups, "released", logger);
+      throw new DomainError("deadline_exceeded", "the reservation took too long and was rolled back, retry");
+    } catch (e) {
+      await compensate(id, claim, groups);
+      throw e;
+    }
+  }
+
+  /** Gives back whatever was held and fails the intent; if a shard is down, the sweeper finishes it. */
+  async function compensate(id: string, claim: IdempotencyClaim, groups: ShardGroup[]): Promise<void> {
+    const released = await settleOnShards(shards, id, groups, "released", logger);
+    if (!released) return; // stays pending: the sweeper fails it and releases the rest later
+    await shards
+      .forId(id, "res", "reservation_id")
+      .fork()
+      .transactional(async (tx) => {
+        await repo.transition(tx, id, ["pending"], "failed");
+        await dropKey(tx, claim);
+      })
+      .catch((err: unknown) =>
+        logger.warn({ err, reservationId: id }, "could not fail the intent; the sweeper will"),
+      );
+  }
+
+  /** A replay of a key whose first request is running (or died): wait for its answer, or take over. */
+  async function awaitPrior(
+    input: ReserveInput,
+    claim: IdempotencyClaim,
+    ref: string | null,
+    groups: ShardGroup[],
+  ): Promise<ReservationView> {
+    const buyer = shards.forUser(input.userId);
+    for (let attempt = 0; attempt < 60; attempt++) {
+      await delay(50);
+      const state = await buyer.fork().transactional((tx) => claimKey(tx, claim));
+      if (state.state === "done") return state.response as ReservationView;
+      if (state.state === "new") {
+        // The first request failed and dropped the key, which we now hold: do the work ourselves.
+        await buyer.fork().transactional((tx) => dropKey(tx, claim));
+        return reserveAcrossShards(input, claim, groups);
+      }
+      const prior = ref ? await repo.findReservation(buyer.fork(), ref) : undefined;
+      if (prior?.status === "failed") {
+        await buyer.fork().transactional((tx) => dropKey(tx, claim));
+        return reserveAcrossShards(input, claim, groups);
+      }
+    }
+    throw inFlight();
+  }
+
+  return {
+    async reserve(input: ReserveInput): Promise<ReservationView> {
+      const { idempotencyKey, ...request } = input;
+      const claim = {
+        scope: `buyer:${input.userId}`,
+        key: idempotencyKey,
+        requestHash: hashRequest("CreateReservation", request),
+      };
+      const groups = groupByStockShard(shards, input.items);
+      const buyerShard = shards.forUser(input.userId).index;
+      const local = groups.length === 1 && groups[0]?.shard === buyerShard;
+      return local ? reserveLocally(input, claim, groups) : reserveAcrossShards(input, claim, groups);
+    },
+
+    async get(userId: string, id: string): Promise<ReservationView> {
+      return owned(shards.forId(id, "res", "reservation_id").fork(), userId, id);
+    },
+
+    async list(input: ListReservationsInput): Promise<{ items: ReservationView[]; nextPageToken: string }> {
+      const listing = listingHash({ userId: input.userId, statuses: [...input.statuses].sort() });
+      const token = decodePageToken(input.pageToken, listing);
+      const rows = await repo.listReservations(shards.forUser(input.userId).fork(), {
+        userId: input.userId,
+        statuses: input.statuses,
+        beforeId: (token?.after[0] as string | undefined) ?? null,
+        limit: input.pageSize + 1,
+      });
+      const items = rows.slice(0, input.pageSize);
+      const last = items.at(-1);
+      return {
+        items,
+        nextPageToken:
+          rows.length > input.pageSize && last ? encodePageToken({ after: [last.id] }, listing) : "",
+      };
+    },
+
+    /** Marks it released (committed first), then returns the stock; the sweeper finishes a crash. */
+    async release(userId: string, id: string, idempotencyKey: string): Promise<ReservationView> {
+      const em = shards.forId(id, "res", "reservation_id").fork();
+      const claim = {
+        scope: `buyer:${userId}`,
+        key: idempotencyKey,
+        requestHash: hashRequest("ReleaseReservation", { userId, id }),
+      };
+      const view = await runIdempotent(em, claim, async (tx) => {
+        const r = await owned(tx, userId, id, true);
+        if (r.status === "confirmed")
+          throw new DomainError(
+            "reservation_expired",
+            "reservation_id: the reservation is confirmed by an order",
+          );
+        if (r.status === "pending")
+          throw new DomainError(
+            "idempotency_in_flight",
+            "reservation_id: the reservation is still being created, retry",
+          );
+        if (r.status === "active") await repo.transition(tx, id, ["active"], "released");
+        return (await repo.findReservation(tx, id)) as ReservationView;
+      });
+      await settleOnShards(shards, id, groupByStockShard(shards, view.items), "released", logger);
+      return view;
+    },
+
+    async extend(
+      userId: string,
+      id: string,
+      ttlSeconds: number,
+      idempotencyKey: string,
+    ): Promise<ReservationView> {
+      const em = shards.forId(id, "res", "reservation_id").fork();
+      const claim = {
+        scope: `buyer:${userId}`,
+        key: idempotencyKey,
+        requestHash: hashRequest("ExtendReservation", { userId, id, ttlSeconds }),
+      };
+      return runIdempotent(em, claim, async (tx) => {
+        const r = await owned(tx, userId, id, true);
+        if (!(await repo.extend(tx, id, ttlSeconds))) {
+          const why = r.status === "active" ? "expired" : r.status;
+          throw new DomainError(
+            "reservation_expired",
+            `reservation_id: the reservation is ${why} and cannot be extended`,
+            { field: "reservation_id" },
+          );
+        }
+        return (await repo.findReservation(tx, id)) as ReservationView;
+      });
+    },
+  };
+}

@@ -1,0 +1,115 @@
+import type { Logger } from "pino";
+import { reservationsWithOldHolds, settleHolds } from "../inventory/holds.repository.js";
+import { parseId } from "../shard/ids.js";
+import type { Shard, ShardSet } from "../shard/shards.js";
+import { groupByStockShard, settleOnShards } from "./holds.js";
+import { TERMINAL } from "./reservation.model.js";
+import * as repo from "./reservation.repository.js";
+
+/** What the sweeper did since the process started (also logged per pass). */
+export interface SweepCounts {
+  expired: number;
+  failedIntents: number;
+  orphanHoldsReleased: number;
+  passes: number;
+  errors: number;
+}
+
+export interface SweeperOptions {
+  intervalMs: number;
+  /** A PENDING reservation older than this is a crashed saga: failed and its holds released. */
+  intentTimeoutSeconds: number;
+  batchSize?: number;
+}
+
+export type Sweeper = ReturnType<typeof createSweeper>;
+
+/**
+ * Repairs and expiry, in every instance. Batches are claimed with SELECT … FOR UPDATE SKIP LOCKED,
+ * so concurrent sweepers never work on the same reservation; every step is idempotent, so a sweeper
+ * killed mid-pass leaves work the next pass finishes. All times are the database's clock.
+ */
+export function createSweeper(deps: { shards: ShardSet; logger: Logger }, options: SweeperOptions) {
+  const { shards, logger } = deps;
+  const batch = options.batchSize ?? 100;
+  const counts: SweepCounts = { expired: 0, failedIntents: 0, orphanHoldsReleased: 0, passes: 0, errors: 0 };
+
+  /** Moves a batch of reservations to `to` and releases their holds. */
+  async function endBatch(shard: Shard, kind: "expired" | "stale_pending"): Promise<number> {
+    const ended = await shard.fork().transactional(async (tx) => {
+      const ids = await repo.lockSweepBatch(tx, kind, options.intentTimeoutSeconds, batch);
+      const out = [];
+      for (const id of ids) {
+        const from = kind === "expired" ? "active" : "pending";
+        if (await repo.transition(tx, id, [from], kind === "expired" ? "expired" : "failed")) {
+          out.push((await repo.findReservation(tx, id)) ?? null);
+        }
+      }
+      return out.filter((r) => r !== null);
+    });
+    // Committed first: a crash here leaves holds of a terminal reservation, which the orphan pass releases.
+    for (const r of ended)
+      await settleOnShards(shards, r.id, groupByStockShard(shards, r.items), "released", logger);
+    return ended.length;
+  }
+
+  /** Live holds on this stock shard whose reservation is gone or terminal: release them. */
+  async function releaseOrphans(shard: Shard): Promise<number> {
+    const ids = await reservationsWithOldHolds(shard.fork(), options.intentTimeoutSeconds, batch);
+    let released = 0;
+    for (const id of ids) {
+      const buyer = shards.forBucket(parseId(id, "res", "reservation_id").bucket);
+      const status = (await repo.statusesOf(buyer.fork(), [id])).get(id);
+      if (status === "confirmed") continue; // its holds become sold by the order flow, never released
+      if (status !== undefined && !TERMINAL.has(status)) continue; // active, or pending (the intent pass owns it)
+      released += await shard.fork().transactional((tx) => settleHolds(tx, id, "released"));
+    }
+    return released;
+  }
+
+  async function pass(): Promise<void> {
+    counts.passes++;
+    for (const shard of shards.shards) {
+      try {
+        const expired = await endBatch(shard, "expired");
+        const failed = await endBatch(shard, "stale_pending");
+        const orphans = await releaseOrphans(shard);
+        counts.expired += expired;
+        counts.failedIntents += failed;
+        counts.orphanHoldsReleased += orphans;
+        if (expired + failed + orphans > 0)
+          logger.info(
+            { shard: shard.index, expired, failedIntents: failed, orphanHoldsReleased: orphans },
+            "sweep",
+          );
+      } catch (err) {
+        counts.errors++;
+        logger.warn({ err, shard: shard.index }, "sweep of a shard failed; next pass retries");
+      }
+    }
+  }
+
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+  return {
+    counts,
+    /** One full pass over every shard (the timer calls this; tests may too). */
+    runOnce: async (): Promise<void> => {
+      running = pass();
+      await running;
+    },
+    start(): void {
+      const tick = () => {
+        running = pass().finally(() => {
+          if (timer) timer = setTimeout(tick, options.intervalMs).unref();
+        });
+      };
+      timer = setTimeout(tick, options.intervalMs).unref();
+    },
+    async stop(): Promise<void> {
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+      await running;
+    },
+  };
+}
