@@ -51,7 +51,11 @@ export async function createApp(config: AppConfig, logger: Logger): Promise<App>
   let locks: StockLocks | undefined;
   try {
     if (config.migrateOnStart) await shards.migrateAll();
-    locks = createStockLocks({ redisUrls: config.redisUrls, options: { ttlMs: config.lockTtlMs }, logger });
+    locks = createStockLocks({
+      redisUrls: config.redisUrls,
+      options: { ttlMs: config.lockTtlMs, retryCount: 40 },
+      logger,
+    });
     const inventory = createInventoryService({ shards });
     const lockClient = locks;
     const reservations = createReservationService({

@@ -98,8 +98,18 @@ export async function markPending(tx: EntityManager, claim: IdempotencyClaim, re
   ]);
 }
 
-/** Forgets a claimed key whose request failed with no effect, so a retry may try again. */
-export async function dropKey(tx: EntityManager, claim: IdempotencyClaim): Promise<void> {
+/**
+ * Forgets a claimed key whose request failed with no effect, so a retry may try again. With `ref`,
+ * only while the key is still marked as taken by that work: a replay may have taken it over since.
+ */
+export async function dropKey(tx: EntityManager, claim: IdempotencyClaim, ref?: string): Promise<void> {
+  if (ref !== undefined) {
+    await tx.execute(
+      "delete from idempotency_records where scope = ? and key = ? and response ->> '$pending' = ?",
+      [claim.scope, claim.key, ref],
+    );
+    return;
+  }
   await tx.execute(
     "delete from idempotency_records where scope = ? and key = ? and (response = 'null'::jsonb or response ->> '$pending' is not null)",
     [claim.scope, claim.key],

@@ -59,7 +59,10 @@ export function createStockLocks(deps: {
 
   async function acquire(resources: string[], signal: AbortSignal | undefined): Promise<Lock> {
     let cause: ExecutionError | undefined;
+    let unreachableInARow = 0;
     for (let attempt = 0; attempt <= opts.retryCount; attempt++) {
+      // Contention is worth waiting out; a quorum that is down is not: fail fast after a few tries.
+      if (unreachableInARow >= 3) break;
       if (attempt > 0) {
         const jitter = Math.floor((Math.random() * 2 - 1) * opts.retryJitterMs);
         await delay(Math.max(0, opts.retryDelayMs + jitter), undefined, { signal }).catch(() => {});
@@ -70,6 +73,7 @@ export function createStockLocks(deps: {
       } catch (e) {
         if (!(e instanceof ExecutionError)) throw e;
         cause = e;
+        unreachableInARow = (await quorumUnreachable(e)) ? unreachableInARow + 1 : 0;
       }
     }
     if (cause && (await quorumUnreachable(cause))) {

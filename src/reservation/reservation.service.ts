@@ -106,7 +106,7 @@ export function createReservationService(deps: ReservationDeps) {
       return prior;
     });
     if (claimed.state === "done") return claimed.response as ReservationView;
-    if (claimed.state === "pending") return awaitPrior(input, claim, claimed.ref, groups);
+    if (claimed.state === "pending") return awaitPrior(input, claim, groups);
     deps.faultPoint("after_intent");
 
     try {
@@ -143,7 +143,7 @@ export function createReservationService(deps: ReservationDeps) {
       .fork()
       .transactional(async (tx) => {
         await repo.transition(tx, id, ["pending"], "failed");
-        await dropKey(tx, claim);
+        await dropKey(tx, claim, id); // not a key a replay took over after the sweeper failed us
       })
       .catch((err: unknown) =>
         logger.warn({ err, reservationId: id }, "could not fail the intent; the sweeper will"),
@@ -154,7 +154,6 @@ export function createReservationService(deps: ReservationDeps) {
   async function awaitPrior(
     input: ReserveInput,
     claim: IdempotencyClaim,
-    ref: string | null,
     groups: ShardGroup[],
   ): Promise<ReservationView> {
     const buyer = shards.forUser(input.userId);
@@ -167,9 +166,12 @@ export function createReservationService(deps: ReservationDeps) {
         await buyer.fork().transactional((tx) => dropKey(tx, claim));
         return reserveAcrossShards(input, claim, groups);
       }
+      // Whoever holds the key now: another replay may have taken it over from a dead saga.
+      const ref = state.ref;
       const prior = ref ? await repo.findReservation(buyer.fork(), ref) : undefined;
-      if (prior?.status === "failed") {
-        await buyer.fork().transactional((tx) => dropKey(tx, claim));
+      if (ref && prior?.status === "failed") {
+        // Dropped only if still that dead saga's; otherwise the claim below finds the new owner.
+        await buyer.fork().transactional((tx) => dropKey(tx, claim, ref));
         return reserveAcrossShards(input, claim, groups);
       }
     }

@@ -1,5 +1,6 @@
+import type { EntityManager } from "@mikro-orm/postgresql";
 import type { Logger } from "pino";
-import { reservationsWithOldHolds, settleHolds } from "../inventory/holds.repository.js";
+import { settleHolds } from "../inventory/holds.repository.js";
 import { parseId } from "../shard/ids.js";
 import type { Shard, ShardSet } from "../shard/shards.js";
 import { groupByStockShard, settleOnShards } from "./holds.js";
@@ -53,18 +54,39 @@ export function createSweeper(deps: { shards: ShardSet; logger: Logger }, option
     return ended.length;
   }
 
-  /** Live holds on this stock shard whose reservation is gone or terminal: release them. */
+  /**
+   * Live holds on this stock shard whose reservation is gone or terminal: release them. Walks every
+   * reservation with old live holds, a batch at a time in id order: most of them are simply ACTIVE,
+   * and a batch full of those must not hide the orphans behind it pass after pass.
+   */
   async function releaseOrphans(shard: Shard): Promise<number> {
-    const ids = await reservationsWithOldHolds(shard.fork(), options.intentTimeoutSeconds, batch);
     let released = 0;
-    for (const id of ids) {
-      const buyer = shards.forBucket(parseId(id, "res", "reservation_id").bucket);
-      const status = (await repo.statusesOf(buyer.fork(), [id])).get(id);
-      if (status === "confirmed") continue; // its holds become sold by the order flow, never released
-      if (status !== undefined && !TERMINAL.has(status)) continue; // active, or pending (the intent pass owns it)
-      released += await shard.fork().transactional((tx) => settleHolds(tx, id, "released"));
+    let after = "";
+    for (;;) {
+      const ids = await reservationsWithOldHoldsAfter(
+        shard.fork(),
+        options.intentTimeoutSeconds,
+        after,
+        batch,
+      );
+      const byBuyerShard = new Map<Shard, string[]>();
+      for (const id of ids) {
+        const buyer = shards.forBucket(parseId(id, "res", "reservation_id").bucket);
+        byBuyerShard.set(buyer, [...(byBuyerShard.get(buyer) ?? []), id]);
+      }
+      for (const [buyer, group] of byBuyerShard) {
+        const statuses = await repo.statusesOf(buyer.fork(), group);
+        for (const id of group) {
+          const status = statuses.get(id);
+          if (status === "confirmed") continue; // its holds become sold by the order flow, never released
+          if (status !== undefined && !TERMINAL.has(status)) continue; // active, or pending (the intent pass owns it)
+          released += await shard.fork().transactional((tx) => settleHolds(tx, id, "released"));
+        }
+      }
+      const last = ids.at(-1);
+      if (ids.length < batch || last === undefined) return released;
+      after = last;
     }
-    return released;
   }
 
   async function pass(): Promise<void> {
@@ -112,4 +134,24 @@ export function createSweeper(deps: { shards: ShardSet; logger: Logger }, option
       await running;
     },
   };
+}
+
+/**
+ * One page of reservations with live holds on this shard taken before `olderThanSeconds` ago (database
+ * clock), in id order after `after` (keyset paging). Belongs next to reservationsWithOldHolds in
+ * src/inventory/holds.repository.ts, which has no cursor and so returns the same first batch every time.
+ */
+async function reservationsWithOldHoldsAfter(
+  em: EntityManager,
+  olderThanSeconds: number,
+  after: string,
+  limit: number,
+): Promise<string[]> {
+  const rows = await em.execute<{ reservation_id: string }[]>(
+    `select distinct reservation_id from stock_holds
+     where status = 'held' and created_at < now() - make_interval(secs => ?) and reservation_id > ?
+     order by reservation_id limit ?`,
+    [olderThanSeconds, after, limit],
+  );
+  return rows.map((r) => String(r.reservation_id));
 }

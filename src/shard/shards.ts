@@ -63,6 +63,8 @@ export async function openShards(options: OpenShardsOptions): Promise<ShardSet> 
           snapshot: false,
         },
         debug: false,
+        // A typo in SHARD_URLS must fail, not quietly create an empty database.
+        ensureDatabase: false,
         logger: (message: string) => options.logger.debug({ shard: index }, message),
       });
       shards.push({ index, orm, fork: () => orm.em.fork() });

@@ -2,7 +2,6 @@ import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InventoryService, StockMovementKind } from "../../gen/shop/inventory/v1/inventory_pb.js";
 import { OrderService } from "../../gen/shop/order/v1/order_pb.js";
-import { ReservationService } from "../../gen/shop/reservation/v1/reservation_pb.js";
 import type { App } from "../../src/app.js";
 import { startTestApp, unique } from "../harness/app.js";
 import { client, MAIN_TRANSPORTS, transportFor } from "../harness/clients.js";
@@ -192,14 +191,7 @@ describe.each(MAIN_TRANSPORTS)("InventoryService over %s", (name) => {
     expect(res.missingProductIds).toEqual([missing]);
   });
 
-  it("keeps the Reservation and Order contracts answering UNIMPLEMENTED until they are built", async () => {
-    await expectError(
-      client(ReservationService, transportFor(name, app.port)).getReservation({
-        userId: "u",
-        reservationId: "r",
-      }),
-      Code.Unimplemented,
-    );
+  it("keeps the Order contract answering UNIMPLEMENTED until it is built", async () => {
     await expectError(
       client(OrderService, transportFor(name, app.port)).getOrder({ userId: "u", orderId: "o" }),
       Code.Unimplemented,

@@ -105,23 +105,41 @@ describe.each([1, 3])("stock locks on %i Redis node(s)", (n) => {
     const [x, y, z] = ids("x", "y", "z") as [string, string, string];
     const l = locks({ retryCount: 50 });
     const spans: Record<string, [number, number]> = {};
+    // A rendezvous that only completes if the disjoint holder and the first overlapping holder run
+    // at the same time (each waits, inside its lock, for the other to start): load-independent.
+    let overlapStarted: () => void = () => {};
+    const anOverlapStarted = new Promise<string>((resolve) => {
+      overlapStarted = () => resolve("met");
+    });
+    let disjointStarted: () => void = () => {};
+    const theDisjointStarted = new Promise<string>((resolve) => {
+      disjointStarted = () => resolve("met");
+    });
+    const timeout = () => delay(5000).then(() => "timeout");
+    const met: Record<string, string> = {};
     const work = (name: string) => async () => {
       const start = performance.now();
-      await delay(200);
+      overlapStarted();
+      met[name] = await Promise.race([theDisjointStarted, timeout()]);
+      await delay(100);
       spans[name] = [start, performance.now()];
       return name;
+    };
+    const disjoint = async () => {
+      disjointStarted();
+      return Promise.race([anOverlapStarted, timeout()]);
     };
     const results = await Promise.all([
       l.withLocks([x, y], work("first")),
       l.withLocks([y, x], work("second")),
-      l.withLocks([z], work("disjoint")),
+      l.withLocks([z], disjoint),
     ]);
-    expect(results).toEqual(["first", "second", "disjoint"]);
-    const { first, second, disjoint } = spans as Record<string, [number, number]>;
+    expect(results).toEqual(["first", "second", "met"]);
+    const { first, second } = spans as Record<string, [number, number]>;
     const overlap = (p: [number, number], q: [number, number]) => p[0] < q[1] && q[0] < p[1];
     expect(overlap(first as [number, number], second as [number, number])).toBe(false);
-    const d = disjoint as [number, number];
-    expect(overlap(d, first as [number, number]) || overlap(d, second as [number, number])).toBe(true);
+    const earlier = (first as [number, number])[0] < (second as [number, number])[0] ? "first" : "second";
+    expect(met[earlier]).toBe("met");
   });
 
   it("fails a contender with lock_contention when the holder keeps the lock past the retry budget", async () => {

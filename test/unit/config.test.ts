@@ -35,6 +35,8 @@ describe("loadConfig", () => {
       reservationDefaultTtlS: 600,
       reservationMaxTtlS: 3_600,
       sweepIntervalMs: 5_000,
+      intentTimeoutMs: 60_000,
+      faultPoint: null,
     });
   });
 
@@ -68,6 +70,8 @@ describe("loadConfig", () => {
       RESERVATION_DEFAULT_TTL_S: "60",
       RESERVATION_MAX_TTL_S: "120",
       SWEEP_INTERVAL_MS: "250",
+      INTENT_TIMEOUT_MS: "2000",
+      FAULT_POINT: "after_intent",
     });
     expect(config).toEqual({
       port: 0,
@@ -91,6 +95,8 @@ describe("loadConfig", () => {
       reservationDefaultTtlS: 60,
       reservationMaxTtlS: 120,
       sweepIntervalMs: 250,
+      intentTimeoutMs: 2_000,
+      faultPoint: "after_intent",
     });
   });
 
