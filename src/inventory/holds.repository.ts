@@ -104,16 +104,19 @@ export async function takeHolds(
       });
     else short.push(await shortfall(tx, item));
   }
-  if (short.length > 0) {
-    const names = short
-      .map((s) => `${s.productId} (asked ${s.requested}, available ${s.available})`)
-      .join(", ");
-    throw new DomainError("insufficient_stock", `not enough stock for ${names}`, {
-      field: "items",
-      details: short,
-    });
-  }
+  if (short.length > 0) throw insufficientStock(short);
   return holds;
+}
+
+/** The refusal of a reservation: every short item named, in the message and as details. */
+export function insufficientStock(short: ShortItem[]): DomainError {
+  const names = short
+    .map((s) => `${s.productId} (asked ${s.requested}, available ${s.available})`)
+    .join(", ");
+  return new DomainError("insufficient_stock", `not enough stock for ${names}`, {
+    field: "items",
+    details: short,
+  });
 }
 
 /** What a refused item lacks: the most any one warehouse (or the pinned one) has available now. */

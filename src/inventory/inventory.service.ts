@@ -2,7 +2,13 @@ import type { EntityManager } from "@mikro-orm/postgresql";
 import { DomainError } from "../errors.js";
 import { hashRequest, runIdempotent } from "../idempotency/idempotency.js";
 import { newId, parseId } from "../shard/ids.js";
-import { decodePageToken, encodePageToken, listingHash, mergePages } from "../shard/page-token.js";
+import {
+  decodePageToken,
+  encodePageToken,
+  keysetPage,
+  listingHash,
+  mergePages,
+} from "../shard/page-token.js";
 import { bucketOfUser } from "../shard/router.js";
 import type { ShardSet } from "../shard/shards.js";
 import type {
@@ -228,13 +234,7 @@ export function createInventoryService(deps: { shards: ShardSet }) {
         beforeId: (token?.after[0] as string) ?? null,
         limit: input.pageSize + 1,
       });
-      const items = rows.slice(0, input.pageSize);
-      const last = items.at(-1);
-      return {
-        items,
-        nextPageToken:
-          rows.length > input.pageSize && last ? encodePageToken({ after: [last.id] }, listing) : "",
-      };
+      return keysetPage(rows, input.pageSize, (r) => [r.id], listing);
     },
 
     async checkStockInvariant(): Promise<{ checked: number; violations: StockViolation[] }> {

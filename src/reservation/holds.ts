@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import { DomainError } from "../errors.js";
 import {
   type HoldRequest,
+  insufficientStock,
   type ShortItem,
   settleHolds,
   shortfall,
@@ -64,14 +65,7 @@ export async function holdAll(
     } catch (e) {
       if (!(e instanceof DomainError) || e.reason !== "insufficient_stock") throw e;
       const rest = await Promise.all(groups.slice(i + 1).map((g) => shortfallsOn(shards, g)));
-      const short = [...(e.details as ShortItem[]), ...rest.flat()];
-      const names = short
-        .map((s) => `${s.productId} (asked ${s.requested}, available ${s.available})`)
-        .join(", ");
-      throw new DomainError("insufficient_stock", `not enough stock for ${names}`, {
-        field: "items",
-        details: short,
-      });
+      throw insufficientStock([...(e.details as ShortItem[]), ...rest.flat()]);
     }
     onStep(i, "after");
   }

@@ -15,7 +15,7 @@ import {
 import { takeHolds } from "../inventory/holds.repository.js";
 import type { StockLocks } from "../lock/locks.js";
 import { newId } from "../shard/ids.js";
-import { decodePageToken, encodePageToken, listingHash } from "../shard/page-token.js";
+import { decodePageToken, keysetPage, listingHash } from "../shard/page-token.js";
 import { bucketOfUser } from "../shard/router.js";
 import type { ShardSet } from "../shard/shards.js";
 import { groupByStockShard, holdAll, type ShardGroup, settleOnShards } from "./holds.js";
@@ -205,13 +205,7 @@ export function createReservationService(deps: ReservationDeps) {
         beforeId: (token?.after[0] as string | undefined) ?? null,
         limit: input.pageSize + 1,
       });
-      const items = rows.slice(0, input.pageSize);
-      const last = items.at(-1);
-      return {
-        items,
-        nextPageToken:
-          rows.length > input.pageSize && last ? encodePageToken({ after: [last.id] }, listing) : "",
-      };
+      return keysetPage(rows, input.pageSize, (r) => [r.id], listing);
     },
 
     /** Marks it released (committed first), then returns the stock; the sweeper finishes a crash. */

@@ -54,3 +54,19 @@ export function mergePages<T>(
   const all = pages.flat().sort(compare);
   return { rows: all.slice(0, limit), more: all.length > limit };
 }
+
+/**
+ * Turns the `pageSize + 1` rows a keyset query returned into a page: the first pageSize rows, and a
+ * token after the last of them when the extra row shows more exist.
+ */
+export function keysetPage<T>(
+  rows: T[],
+  pageSize: number,
+  keyOf: (row: T) => (string | number)[],
+  listing: string,
+): { items: T[]; nextPageToken: string } {
+  const items = rows.slice(0, pageSize);
+  const last = items.at(-1);
+  const more = rows.length > pageSize && last !== undefined;
+  return { items, nextPageToken: more ? encodePageToken({ after: keyOf(last) }, listing) : "" };
+}
