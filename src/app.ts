@@ -11,6 +11,10 @@ import { inventoryHandler } from "./inventory/inventory.handler.js";
 import { createInventoryService } from "./inventory/inventory.service.js";
 import { createStockLocks, type StockLocks } from "./lock/locks.js";
 import { migrations } from "./migrations/index.js";
+import { orderHandler } from "./order/order.handler.js";
+import { createOrderService } from "./order/order.service.js";
+import { createOrderBus, type OrderBus } from "./order/order-bus.js";
+import { createWatchHub, type WatchHub } from "./order/watch.js";
 import { reservationHandler } from "./reservation/reservation.handler.js";
 import { createReservationService } from "./reservation/reservation.service.js";
 import { createSweeper, type Sweeper } from "./reservation/sweeper.js";
@@ -28,6 +32,8 @@ export interface App {
   readonly shards: ShardSet;
   readonly locks: StockLocks;
   readonly sweeper: Sweeper;
+  readonly orderBus: OrderBus;
+  readonly watchHub: WatchHub;
   /** Health NOT_SERVING, drain calls and streams, then close pools and Redis clients. */
   shutdown(): Promise<void>;
 }
@@ -49,6 +55,8 @@ export async function createApp(config: AppConfig, logger: Logger): Promise<App>
     logger,
   });
   let locks: StockLocks | undefined;
+  let bus: OrderBus | undefined;
+  let hub: WatchHub | undefined;
   try {
     if (config.migrateOnStart) await shards.migrateAll();
     locks = createStockLocks({
@@ -68,15 +76,33 @@ export async function createApp(config: AppConfig, logger: Logger): Promise<App>
         process.kill(process.pid, "SIGKILL");
       },
     });
+    const orderBus = createOrderBus({ redisUrls: config.redisUrls, logger });
+    bus = orderBus;
+    const watchHub = createWatchHub(
+      { shards, bus: orderBus, logger },
+      { heartbeatMs: config.streamHeartbeatMs },
+    );
+    hub = watchHub;
+    const orders = createOrderService({
+      shards,
+      reservations,
+      logger,
+      publish: (events) => orderBus.publish(events),
+      faultPoint: (point) => {
+        if (config.faultPoint !== point) return;
+        logger.fatal({ point }, "FAULT_POINT reached: killing the process");
+        process.kill(process.pid, "SIGKILL");
+      },
+      itemsReservationTtlS: Math.min(config.reservationDefaultTtlS, 300),
+    });
     const sweeper = createSweeper(
-      { shards, logger },
+      { shards, logger, repairOrders: (shard, olderThan) => orders.repairShard(shard, olderThan) },
       { intervalMs: config.sweepIntervalMs, intentTimeoutSeconds: config.intentTimeoutMs / 1000 },
     );
     const served: DescService[] = [];
     const routes = (router: ConnectRouter): void => {
       if (config.services.includes("inventory"))
         router.service(InventoryService, inventoryHandler(inventory));
-      // Part of the contract, served by later work: every method answers UNIMPLEMENTED until then.
       if (config.services.includes("reservation")) {
         router.service(
           ReservationService,
@@ -86,7 +112,7 @@ export async function createApp(config: AppConfig, logger: Logger): Promise<App>
           }),
         );
       }
-      if (config.services.includes("order")) router.service(OrderService, {});
+      if (config.services.includes("order")) router.service(OrderService, orderHandler(orders, watchHub));
     };
     if (config.services.includes("inventory")) served.push(InventoryService);
     if (config.services.includes("reservation")) served.push(ReservationService);
@@ -104,22 +130,26 @@ export async function createApp(config: AppConfig, logger: Logger): Promise<App>
     });
     for (const service of served) server.health.set(service.typeName, "SERVING");
     server.health.set("", "SERVING");
-    // Every instance sweeps (SKIP LOCKED keeps them from doing the same work); the reservation
-    // service's processes own it, so a mesh running SERVICES=order alone does not sweep.
-    if (config.services.includes("reservation")) sweeper.start();
+    // Every instance that serves reservations or orders sweeps and repairs (SKIP LOCKED and
+    // idempotent steps keep instances from doing the same work twice); SERVICES=inventory does not.
+    if (config.services.includes("reservation") || config.services.includes("order")) sweeper.start();
     return {
       server,
       shards,
       locks: lockClient,
       sweeper,
+      orderBus,
+      watchHub,
       async shutdown() {
         await sweeper.stop();
         await server.drain(config.drainTimeoutMs);
-        await Promise.allSettled([shards.close(), lockClient.close()]);
+        await watchHub.close();
+        await Promise.allSettled([shards.close(), lockClient.close(), orderBus.close()]);
       },
     };
   } catch (e) {
-    await Promise.allSettled([shards.close(), locks?.close()]);
+    await hub?.close().catch(() => undefined);
+    await Promise.allSettled([shards.close(), locks?.close(), bus?.close()]);
     throw e;
   }
 }

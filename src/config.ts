@@ -37,11 +37,15 @@ export interface Config {
   readonly reservationMaxTtlS: number;
   readonly sweepIntervalMs: number;
   readonly intentTimeoutMs: number;
+  readonly streamHeartbeatMs: number;
   readonly faultPoint: FaultPointName | null;
 }
 
 /** Points inside the reservation saga where FAULT_POINT makes the process kill itself (fault tests only). */
-export const FAULT_POINTS = ["after_intent", "after_first_shard", "before_last_shard"] as const;
+export const SAGA_FAULT_POINTS = ["after_intent", "after_first_shard", "before_last_shard"] as const;
+/** Points between an order's commit and its stock step on the sellers' shards. */
+export const ORDER_FAULT_POINTS = ["order_before_sale", "cancel_before_return"] as const;
+export const FAULT_POINTS = [...SAGA_FAULT_POINTS, ...ORDER_FAULT_POINTS] as const;
 export type FaultPointName = (typeof FAULT_POINTS)[number];
 
 /** A setting is missing its mark; `setting` is the first bad variable, `message` names every one. */
@@ -182,6 +186,8 @@ const schema = z.object({
   SWEEP_INTERVAL_MS: integer(100, 3_600_000).default(5_000),
   /** A reservation saga still PENDING after this long is treated as crashed: failed and its holds released, in ms. */
   INTENT_TIMEOUT_MS: integer(1_000, 3_600_000).default(60_000),
+  /** How often an idle watch stream sends a heartbeat (and re-checks the database for missed events), in ms. */
+  STREAM_HEARTBEAT_MS: integer(100, 300_000).default(15_000),
   /** Fault tests only: SIGKILL the process at this point of a cross-shard reservation. Never set it in production. */
   FAULT_POINT: oneOf(FAULT_POINTS).optional(),
 });
@@ -227,6 +233,7 @@ export function loadConfig(env: Env = process.env): Config {
     reservationMaxTtlS: e.RESERVATION_MAX_TTL_S,
     sweepIntervalMs: e.SWEEP_INTERVAL_MS,
     intentTimeoutMs: e.INTENT_TIMEOUT_MS,
+    streamHeartbeatMs: e.STREAM_HEARTBEAT_MS,
     faultPoint: e.FAULT_POINT ?? null,
   };
   checkOrder("DEFAULT_DEADLINE_MS", config.defaultDeadlineMs, "MAX_DEADLINE_MS", config.maxDeadlineMs);

@@ -144,12 +144,15 @@ export async function settleHolds(
   tx: EntityManager,
   reservationId: string,
   to: "released" | "sold",
+  productIds?: string[],
 ): Promise<number> {
+  const only = productIds ? " and product_id in (?)" : "";
+  if (productIds?.length === 0) return 0;
   const live = await tx.execute<Row[]>(
     `update stock_holds set status = ?, updated_at = now()
-     where reservation_id = ? and status = 'held'
+     where reservation_id = ? and status = 'held'${only}
      returning product_id, warehouse_id, quantity`,
-    [to, reservationId],
+    productIds ? [to, reservationId, productIds] : [to, reservationId],
   );
   for (const h of live) {
     const moved = await applyMove(tx, {
@@ -165,6 +168,39 @@ export async function settleHolds(
     if (!moved) throw new Error(`held stock missing for hold ${reservationId}/${String(h.product_id)}`);
   }
   return live.length;
+}
+
+/**
+ * Gives back the stock of a cancelled order's lines on this shard: holds still held are released,
+ * holds already sold are returned (sold -> available), each with its ledger row. Idempotent per
+ * hold: a hold moves at most once to `released` or `returned`. Returns how many holds moved.
+ */
+export async function returnOrderStock(
+  tx: EntityManager,
+  reservationId: string,
+  productIds: string[],
+): Promise<number> {
+  if (productIds.length === 0) return 0;
+  const released = await settleHolds(tx, reservationId, "released", productIds);
+  const sold = await tx.execute<Row[]>(
+    `update stock_holds set status = 'returned', updated_at = now()
+     where reservation_id = ? and status = 'sold' and product_id in (?)
+     returning product_id, warehouse_id, quantity`,
+    [reservationId, productIds],
+  );
+  for (const h of sold) {
+    const moved = await applyMove(tx, {
+      movementId: newId("mov", parseId(String(h.product_id), "prd", "product_id").bucket),
+      productId: String(h.product_id),
+      warehouseId: String(h.warehouse_id),
+      kind: "returned",
+      quantity: Number(h.quantity),
+      reason: "order cancelled",
+      reference: reservationId,
+    });
+    if (!moved) throw new Error(`sold stock missing for hold ${reservationId}/${String(h.product_id)}`);
+  }
+  return released + sold.length;
 }
 
 /** Reservations with live holds on this shard taken before `olderThanSeconds` ago (database clock). */

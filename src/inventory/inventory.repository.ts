@@ -241,3 +241,33 @@ export async function listMovements(
   );
   return rows.map(toMovement);
 }
+
+/** What an order copies from its products when it is created: seller, sku, name and price. */
+export interface PricedProduct {
+  id: string;
+  sellerId: string;
+  sku: string;
+  name: string;
+  priceMinor: number;
+  currencyCode: string;
+}
+
+/** The current prices of the given products on this shard (missing ids are left out). */
+export async function pricesOf(em: EntityManager, productIds: string[]): Promise<Map<string, PricedProduct>> {
+  const out = new Map<string, PricedProduct>();
+  if (productIds.length === 0) return out;
+  const rows = await em.execute<Row[]>(
+    "select id, seller_id, sku, name, price_minor, currency_code from products where id in (?)",
+    [productIds],
+  );
+  for (const r of rows)
+    out.set(String(r.id), {
+      id: String(r.id),
+      sellerId: String(r.seller_id),
+      sku: String(r.sku),
+      name: String(r.name),
+      priceMinor: Number(r.price_minor),
+      currencyCode: String(r.currency_code),
+    });
+  return out;
+}

@@ -12,6 +12,8 @@ export interface SweepCounts {
   expired: number;
   failedIntents: number;
   orphanHoldsReleased: number;
+  /** Orders whose stock step (sell after creation, return after a cancel) the repair pass finished. */
+  ordersRepaired: number;
   passes: number;
   errors: number;
 }
@@ -30,10 +32,25 @@ export type Sweeper = ReturnType<typeof createSweeper>;
  * so concurrent sweepers never work on the same reservation; every step is idempotent, so a sweeper
  * killed mid-pass leaves work the next pass finishes. All times are the database's clock.
  */
-export function createSweeper(deps: { shards: ShardSet; logger: Logger }, options: SweeperOptions) {
+export function createSweeper(
+  deps: {
+    shards: ShardSet;
+    logger: Logger;
+    /** Extra repair of one shard after the reservation passes (the order module's stock repair). */
+    repairOrders?: (shard: Shard, olderThanSeconds: number) => Promise<number>;
+  },
+  options: SweeperOptions,
+) {
   const { shards, logger } = deps;
   const batch = options.batchSize ?? 100;
-  const counts: SweepCounts = { expired: 0, failedIntents: 0, orphanHoldsReleased: 0, passes: 0, errors: 0 };
+  const counts: SweepCounts = {
+    expired: 0,
+    failedIntents: 0,
+    orphanHoldsReleased: 0,
+    ordersRepaired: 0,
+    passes: 0,
+    errors: 0,
+  };
 
   /** Moves a batch of reservations to `to` and releases their holds. */
   async function endBatch(shard: Shard, kind: "expired" | "stale_pending"): Promise<number> {
@@ -96,12 +113,20 @@ export function createSweeper(deps: { shards: ShardSet; logger: Logger }, option
         const expired = await endBatch(shard, "expired");
         const failed = await endBatch(shard, "stale_pending");
         const orphans = await releaseOrphans(shard);
+        const repaired = (await deps.repairOrders?.(shard, options.intentTimeoutSeconds)) ?? 0;
         counts.expired += expired;
         counts.failedIntents += failed;
         counts.orphanHoldsReleased += orphans;
-        if (expired + failed + orphans > 0)
+        counts.ordersRepaired += repaired;
+        if (expired + failed + orphans + repaired > 0)
           logger.info(
-            { shard: shard.index, expired, failedIntents: failed, orphanHoldsReleased: orphans },
+            {
+              shard: shard.index,
+              expired,
+              failedIntents: failed,
+              orphanHoldsReleased: orphans,
+              ordersRepaired: repaired,
+            },
             "sweep",
           );
       } catch (err) {

@@ -12,6 +12,8 @@ export interface Shard {
   readonly orm: MikroORM;
   /** A fresh EntityManager for one operation; never share one across requests. */
   fork(): EntityManager;
+  /** How many SQL statements this shard has sent since it opened (monotonic; for tests and metrics). */
+  queryCount(): number;
 }
 
 /** Every shard, and the router that picks one for a user id or an entity id. */
@@ -48,6 +50,7 @@ export async function openShards(options: OpenShardsOptions): Promise<ShardSet> 
   const shards: Shard[] = [];
   try {
     for (const [index, url] of options.urls.entries()) {
+      let statements = 0;
       const orm = await MikroORM.init({
         clientUrl: url,
         contextName: `shard-${index}`,
@@ -66,8 +69,14 @@ export async function openShards(options: OpenShardsOptions): Promise<ShardSet> 
         // A typo in SHARD_URLS must fail, not quietly create an empty database.
         ensureDatabase: false,
         logger: (message: string) => options.logger.debug({ shard: index }, message),
+        // Every statement sent through MikroORM (em.execute, entity queries) passes here once;
+        // transaction control (begin/commit/rollback) does not.
+        onQuery: (sql: string) => {
+          statements++;
+          return sql;
+        },
       });
-      shards.push({ index, orm, fork: () => orm.em.fork() });
+      shards.push({ index, orm, fork: () => orm.em.fork(), queryCount: () => statements });
     }
   } catch (e) {
     await Promise.allSettled(shards.map((s) => s.orm.close(true)));

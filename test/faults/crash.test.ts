@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { InventoryService, type Product } from "../../gen/shop/inventory/v1/inventory_pb.js";
 import { ReservationService, ReservationStatus } from "../../gen/shop/reservation/v1/reservation_pb.js";
 import type { App } from "../../src/app.js";
-import { FAULT_POINTS, type FaultPointName } from "../../src/config.js";
+import { SAGA_FAULT_POINTS } from "../../src/config.js";
 import { createSweeper } from "../../src/reservation/sweeper.js";
 import { startTestApp, unique } from "../harness/app.js";
 import { client, transportFor } from "../harness/clients.js";
@@ -170,14 +170,14 @@ async function expectRepaired(inv: Client<typeof InventoryService>): Promise<voi
 }
 
 /** Which stock shards the crashed saga had taken holds on when it died (groups go in shard order). */
-const HELD_AT_CRASH: Record<FaultPointName, number[]> = {
+const HELD_AT_CRASH: Record<(typeof SAGA_FAULT_POINTS)[number], number[]> = {
   after_intent: [],
   after_first_shard: [0],
   before_last_shard: [0, 1],
 };
 
 describe("a reservation saga killed mid-way", () => {
-  it.each(FAULT_POINTS)(
+  it.each(SAGA_FAULT_POINTS)(
     "is repaired after a crash at %s, and the retry with its key succeeds",
     async (point) => {
       const buyer = userOnShard(app, 1, `buyer-${point}`);

@@ -191,10 +191,11 @@ describe.each(MAIN_TRANSPORTS)("InventoryService over %s", (name) => {
     expect(res.missingProductIds).toEqual([missing]);
   });
 
-  it("keeps the Order contract answering UNIMPLEMENTED until it is built", async () => {
+  it("serves the Order contract next to inventory: a malformed order id is INVALID_ARGUMENT", async () => {
     await expectError(
       client(OrderService, transportFor(name, app.port)).getOrder({ userId: "u", orderId: "o" }),
-      Code.Unimplemented,
+      Code.InvalidArgument,
+      "order_id",
     );
   });
 });

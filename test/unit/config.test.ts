@@ -36,6 +36,7 @@ describe("loadConfig", () => {
       reservationMaxTtlS: 3_600,
       sweepIntervalMs: 5_000,
       intentTimeoutMs: 60_000,
+      streamHeartbeatMs: 15_000,
       faultPoint: null,
     });
   });
@@ -71,6 +72,7 @@ describe("loadConfig", () => {
       RESERVATION_MAX_TTL_S: "120",
       SWEEP_INTERVAL_MS: "250",
       INTENT_TIMEOUT_MS: "2000",
+      STREAM_HEARTBEAT_MS: "500",
       FAULT_POINT: "after_intent",
     });
     expect(config).toEqual({
@@ -96,6 +98,7 @@ describe("loadConfig", () => {
       reservationMaxTtlS: 120,
       sweepIntervalMs: 250,
       intentTimeoutMs: 2_000,
+      streamHeartbeatMs: 500,
       faultPoint: "after_intent",
     });
   });

@@ -1,0 +1,358 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { Money as MoneyMsg } from "../../gen/shop/common/v1/money_pb.js";
+import {
+  type OrderEvent,
+  OrderEventSchema,
+  OrderSchema,
+  type OrderService as OrderServiceDesc,
+  OrderSort,
+  OrderStatus,
+  PaymentStatus,
+} from "../../gen/shop/order/v1/order_pb.js";
+import { invalidArgument } from "../errors.js";
+import { INVENTORY_LIMITS } from "../inventory/inventory.rules.js";
+import { checkDistinctProducts } from "../reservation/reservation.rules.js";
+import { shutdownSignalKey } from "../server/context.js";
+import { parseId } from "../shard/ids.js";
+import {
+  CURRENCY_RULE,
+  checkInt,
+  checkPageSize,
+  checkString,
+  IDEMPOTENCY_KEY_RULE,
+  USER_ID_RULE,
+} from "../validation.js";
+import { decodeEventCursor, encodeEventCursor } from "./event-cursor.js";
+import type {
+  OrderEventView,
+  OrderView,
+  PaymentStatus as PayStatus,
+  OrderStatus as Status,
+} from "./order.model.js";
+import { ORDER_LIMITS as L } from "./order.rules.js";
+import type { OrderService } from "./order.service.js";
+import type { WatchHub, WatchItem } from "./watch.js";
+
+const STATUS: Record<Status, OrderStatus> = {
+  pending: OrderStatus.PENDING,
+  confirmed: OrderStatus.CONFIRMED,
+  processing: OrderStatus.PROCESSING,
+  shipped: OrderStatus.SHIPPED,
+  delivered: OrderStatus.DELIVERED,
+  cancelled: OrderStatus.CANCELLED,
+};
+const STATUS_FROM_PROTO = new Map(Object.entries(STATUS).map(([k, v]) => [v, k as Status]));
+const PAYMENT: Record<PayStatus, PaymentStatus> = {
+  authorized: PaymentStatus.AUTHORIZED,
+  captured: PaymentStatus.CAPTURED,
+  failed: PaymentStatus.FAILED,
+};
+const PAYMENT_FROM_PROTO = new Map(Object.entries(PAYMENT).map(([k, v]) => [v, k as PayStatus]));
+
+/** The OrderService edge: protobuf in, validated plain values to the service, protobuf out. */
+export function orderHandler(service: OrderService, hub: WatchHub): ServiceImpl<typeof OrderServiceDesc> {
+  const userId = (v: string, field = "user_id") => checkString(v, field, USER_ID_RULE);
+  const key = (v: string) => checkString(v, "idempotency_key", IDEMPOTENCY_KEY_RULE);
+  const orderId = (v: string) => {
+    parseId(v, "ord", "order_id");
+    return v;
+  };
+  const reason = (v: string, field = "reason") => checkString(v, field, L.reason);
+  const status = (v: OrderStatus, field: string): Status => {
+    const s = STATUS_FROM_PROTO.get(v);
+    if (!s)
+      throw invalidArgument(field, v === OrderStatus.UNSPECIFIED ? "is required" : "is not a known status");
+    return s;
+  };
+
+  return {
+    async createOrder(req) {
+      const user = userId(req.userId);
+      let source:
+        | { reservationId: string }
+        | { items: { productId: string; quantity: number; warehouseId: string }[] };
+      if (req.source.case === "reservationId") {
+        parseId(req.source.value, "res", "reservation_id");
+        source = { reservationId: req.source.value };
+      } else if (req.source.case === "items") {
+        const items = req.source.value.items;
+        if (items.length === 0) throw invalidArgument("items.items", "is required");
+        if (items.length > L.maxItems)
+          throw invalidArgument("items.items", `must list at most ${L.maxItems} products`);
+        const checked = items.map((item, i) => {
+          const f = `items.items[${i}]`;
+          parseId(item.productId, "prd", `${f}.product_id`);
+          return {
+            productId: item.productId,
+            quantity: checkInt(item.quantity, `${f}.quantity`, 1, L.maxQuantity),
+            warehouseId:
+              item.warehouseId === ""
+                ? ""
+                : checkString(item.warehouseId, `${f}.warehouse_id`, INVENTORY_LIMITS.warehouseId),
+          };
+        });
+        checkDistinctProducts(
+          checked.map((i) => i.productId),
+          "items.items",
+        );
+        source = { items: checked };
+      } else {
+        throw invalidArgument("source", "set reservation_id or items");
+      }
+      const order = await service.create({
+        userId: user,
+        source,
+        customerEmail: checkString(req.customerEmail, "customer_email", L.customerEmail),
+        idempotencyKey: key(req.idempotencyKey),
+      });
+      return { order: orderMsg(order) };
+    },
+
+    async getOrder(req) {
+      const { order, children } = await service.get(userId(req.userId), orderId(req.orderId));
+      return { order: orderMsg(order), children: children.map(orderMsg) };
+    },
+
+    async listOrders(req) {
+      const scoped = req.userId !== "";
+      const min =
+        req.minTotalMinor === undefined
+          ? null
+          : checkInt(req.minTotalMinor, "min_total_minor", 0, L.maxAmountMinor);
+      const max =
+        req.maxTotalMinor === undefined
+          ? null
+          : checkInt(req.maxTotalMinor, "max_total_minor", 0, L.maxAmountMinor);
+      if (min !== null && max !== null && min > max)
+        throw invalidArgument("max_total_minor", "must not be less than min_total_minor");
+      const after = req.createdAfter ? timestampDate(req.createdAfter) : null;
+      const before = req.createdBefore ? timestampDate(req.createdBefore) : null;
+      if (after && Number.isNaN(after.getTime()))
+        throw invalidArgument("created_after", "is not a valid time");
+      if (before && Number.isNaN(before.getTime()))
+        throw invalidArgument("created_before", "is not a valid time");
+      const page = await service.list({
+        userId: scoped ? userId(req.userId) : null,
+        createdAfter: after,
+        createdBefore: before,
+        statuses: [...new Set(req.statuses.map((s, i) => status(s, `statuses[${i}]`)))],
+        minTotalMinor: min,
+        maxTotalMinor: max,
+        customerEmail:
+          req.customerEmail === "" ? "" : checkString(req.customerEmail, "customer_email", L.customerEmail),
+        includeArchived: req.includeArchived,
+        sort: orderSort(req.sort),
+        pageSize: checkPageSize(req.pageSize, "page_size", L.defaultPageSize, L.maxPageSize),
+        pageToken: checkString(req.pageToken, "page_token", { max: 2048 }),
+      });
+      return { orders: page.orders.map(orderMsg), nextPageToken: page.nextPageToken };
+    },
+
+    async updateOrderStatus(req) {
+      const order = await service.updateStatus({
+        orderId: orderId(req.orderId),
+        status: status(req.status, "status"),
+        expectedVersion: checkInt(req.expectedVersion, "expected_version", 1, L.maxVersion),
+        reason: reason(req.reason),
+        idempotencyKey: key(req.idempotencyKey),
+      });
+      return { order: orderMsg(order) };
+    },
+
+    async cancelOrder(req) {
+      const order = await service.cancel({
+        userId: userId(req.userId),
+        orderId: orderId(req.orderId),
+        expectedVersion:
+          req.expectedVersion === undefined
+            ? null
+            : checkInt(req.expectedVersion, "expected_version", 1, L.maxVersion),
+        reason: reason(req.reason),
+        idempotencyKey: key(req.idempotencyKey),
+      });
+      return { order: orderMsg(order) };
+    },
+
+    async archiveOrder(req) {
+      const order = await service.archive({
+        userId: userId(req.userId),
+        orderId: orderId(req.orderId),
+        idempotencyKey: key(req.idempotencyKey),
+      });
+      return { order: orderMsg(order) };
+    },
+
+    async recordPayment(req) {
+      const id = orderId(req.orderId);
+      const amount = paymentAmount(req.amount);
+      const payStatus = PAYMENT_FROM_PROTO.get(req.status);
+      if (!payStatus)
+        throw invalidArgument(
+          "status",
+          req.status === PaymentStatus.UNSPECIFIED ? "is required" : "is not a known status",
+        );
+      const order = await service.recordPayment({
+        orderId: id,
+        amountMinor: amount.amountMinor,
+        currencyCode: amount.currencyCode,
+        providerReference: checkString(req.providerReference, "provider_reference", L.providerReference),
+        status: payStatus,
+        idempotencyKey: key(req.idempotencyKey),
+      });
+      return { order: orderMsg(order) };
+    },
+
+    async refundOrderItems(req) {
+      const id = orderId(req.orderId);
+      if (req.items.length === 0) throw invalidArgument("items", "is required");
+      if (req.items.length > L.maxItems)
+        throw invalidArgument("items", `must list at most ${L.maxItems} lines`);
+      const items = req.items.map((item, i) => {
+        parseId(item.productId, "prd", `items[${i}].product_id`);
+        return {
+          productId: item.productId,
+          quantity: checkInt(item.quantity, `items[${i}].quantity`, 1, L.maxQuantity),
+        };
+      });
+      checkDistinctProducts(
+        items.map((i) => i.productId),
+        "items",
+      );
+      const { order, refundMinor } = await service.refund({
+        orderId: id,
+        items,
+        reason: reason(req.reason),
+        idempotencyKey: key(req.idempotencyKey),
+      });
+      return {
+        order: orderMsg(order),
+        refundAmount: { amountMinor: BigInt(refundMinor), currencyCode: order.currencyCode },
+      };
+    },
+
+    async getOrderHistory(req) {
+      const events = await service.history(userId(req.userId), orderId(req.orderId));
+      return { events: events.map(eventMsg) };
+    },
+
+    async listTopCustomers(req) {
+      const limit = checkPageSize(req.limit, "limit", L.defaultTopCustomers, L.maxTopCustomers);
+      const currency = checkString(req.currencyCode, "currency_code", CURRENCY_RULE);
+      const top = await service.topCustomers(limit, currency);
+      return {
+        customers: top.map((c) => ({
+          userId: c.userId,
+          paidTotal: { amountMinor: BigInt(c.paidTotalMinor), currencyCode: currency },
+          orderCount: BigInt(c.orderCount),
+        })),
+      };
+    },
+
+    async *watchOrder(req, ctx) {
+      const user = userId(req.userId);
+      const id = orderId(req.orderId);
+      const after = checkInt(req.afterVersion, "after_version", 0, L.maxVersion);
+      for await (const item of hub.watchOrder(user, id, after, streamSignal(ctx))) {
+        yield { message: watchMessage(item) };
+      }
+    },
+
+    async *watchOrders(req, ctx) {
+      const user = userId(req.userId);
+      const after = decodeEventCursor(checkString(req.afterCursor, "after_cursor", { max: 512 }), user);
+      for await (const item of hub.watchOrders(user, after, streamSignal(ctx))) {
+        yield { message: watchMessage(item) };
+      }
+    },
+  };
+}
+
+/** Ends a stream when the caller goes away or the server starts draining. */
+function streamSignal(ctx: HandlerContext): AbortSignal {
+  return AbortSignal.any([ctx.signal, ctx.values.get(shutdownSignalKey)]);
+}
+
+function watchMessage(item: WatchItem) {
+  return item.kind === "event"
+    ? { case: "event" as const, value: eventMsg(item.event) }
+    : { case: "heartbeat" as const, value: { serverTime: timestampFromDate(item.at) } };
+}
+
+function paymentAmount(value: MoneyMsg | undefined): { amountMinor: number; currencyCode: string } {
+  if (!value) throw invalidArgument("amount", "is required");
+  return {
+    amountMinor: checkInt(value.amountMinor, "amount.amount_minor", 1, L.maxAmountMinor),
+    currencyCode: checkString(value.currencyCode, "amount.currency_code", CURRENCY_RULE),
+  };
+}
+
+function orderSort(value: OrderSort): "newest" | "highest_total" {
+  switch (value) {
+    case OrderSort.UNSPECIFIED:
+    case OrderSort.NEWEST:
+      return "newest";
+    case OrderSort.HIGHEST_TOTAL:
+      return "highest_total";
+    default:
+      throw invalidArgument("sort", "is not a known sort");
+  }
+}
+
+function money(amountMinor: number, currencyCode: string) {
+  return { amountMinor: BigInt(amountMinor), currencyCode };
+}
+
+function orderMsg(o: OrderView) {
+  return create(OrderSchema, {
+    id: o.id,
+    orderNumber: o.orderNumber,
+    userId: o.userId,
+    customerEmail: o.customerEmail,
+    status: STATUS[o.status],
+    parentOrderId: o.parentOrderId,
+    sellerId: o.sellerId,
+    items: o.items.map((i) => ({
+      productId: i.productId,
+      sellerId: i.sellerId,
+      warehouseId: i.warehouseId,
+      sku: i.sku,
+      name: i.name,
+      quantity: BigInt(i.quantity),
+      unitPrice: money(i.unitPriceMinor, o.currencyCode),
+      lineTotal: money(i.lineTotalMinor, o.currencyCode),
+      refundedQuantity: BigInt(i.refundedQuantity),
+    })),
+    childOrderIds: o.childOrderIds,
+    total: money(o.totalMinor, o.currencyCode),
+    paid: money(o.paidMinor, o.currencyCode),
+    refunded: money(o.refundedMinor, o.currencyCode),
+    payments: o.payments.map((p) => ({
+      id: p.id,
+      amount: money(p.amountMinor, p.currencyCode),
+      providerReference: p.providerReference,
+      status: PAYMENT[p.status],
+      createTime: timestampFromDate(p.createdAt),
+    })),
+    reservationId: o.reservationId,
+    archived: o.archived,
+    version: BigInt(o.version),
+    createTime: timestampFromDate(o.createdAt),
+    updateTime: timestampFromDate(o.updatedAt),
+  });
+}
+
+function eventMsg(e: OrderEventView): OrderEvent {
+  return create(OrderEventSchema, {
+    orderId: e.orderId,
+    version: BigInt(e.version),
+    fromStatus: e.fromStatus === "" ? OrderStatus.UNSPECIFIED : STATUS[e.fromStatus],
+    toStatus: STATUS[e.toStatus],
+    kind: e.kind,
+    reason: e.reason,
+    actor: e.actor,
+    createTime: timestampFromDate(e.createdAt),
+    cursor: encodeEventCursor(e.userId, e.seq),
+  });
+}
