@@ -1,9 +1,11 @@
 import { checkShardStock } from "./inventory/inventory.queries.js";
 import { runOperatorCommand } from "./operator.js";
+import { checkOrders } from "./order/order.repository.js";
 
 /**
- * `npm run check-stock`: checks the stock invariant on every shard (the embedded ones when no
- * SHARD_URLS), prints one line per violation and a summary on stdout. Exit code 0 when the invariant
+ * `npm run check-stock`: checks the stock invariant and the order bookkeeping (totals = sum of
+ * lines, paid = captured payments, refunded = refunded lines, one history row per version) on every
+ * shard (the embedded ones when no SHARD_URLS), prints one line per violation and a summary on stdout. Exit code 0 when the invariant
  * holds everywhere, 2 when something is violated, 1 when the check could not run.
  */
 runOperatorCommand("stock check", async (shards) => {
@@ -22,12 +24,15 @@ runOperatorCommand("stock check", async (shards) => {
         `violation shard=${v.shard} product=${v.productId} warehouse=${v.warehouseId} rule=${v.rule}: ${v.detail}\n`,
       );
     }
+    const orders = await checkOrders(shard.fork());
+    violations += orders.length;
+    for (const v of orders) process.stdout.write(`violation shard=${shard.index} order=${v.orderId}: ${v.problem}\n`);
   }
   const shardCount = shards.shards.length;
   process.stdout.write(
     violations === 0
-      ? `ok: ${checked} stock rows on ${shardCount} shards, no violations\n`
-      : `FAILED: ${violations} violations in ${checked} stock rows on ${shardCount} shards\n`,
+      ? `ok: ${checked} stock rows and every order on ${shardCount} shards, no violations\n`
+      : `FAILED: ${violations} violations (${checked} stock rows and every order on ${shardCount} shards)\n`,
   );
   return violations === 0 ? 0 : 2;
 });

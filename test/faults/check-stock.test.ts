@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InventoryService } from "../../gen/shop/inventory/v1/inventory_pb.js";
+import { OrderService } from "../../gen/shop/order/v1/order_pb.js";
 import type { App } from "../../src/app.js";
 import { startTestApp } from "../harness/app.js";
 import { client, transportFor } from "../harness/clients.js";
@@ -84,6 +85,30 @@ describe("npm run check-stock", () => {
     for (const p of ps.slice(0, 2)) expect(broken.stdout).not.toContain(p.id);
     expect(broken.stdout).not.toContain("warehouse=spare");
     expect(broken.stdout).toMatch(/FAILED: \d+ violations/);
+  });
+
+  it("checks orders too: a total that no longer equals the sum of its items is reported by order id", async () => {
+    const seller = userOnShard(app, 0, "seller");
+    const p = await seedProduct(inv(), seller, { price: 300, stock: { main: 5 } });
+    const buyer = userOnShard(app, 1, "buyer");
+    const ord = client(OrderService, transportFor("connect-json-http1", app.port));
+    const { order } = await ord.createOrder({
+      userId: buyer,
+      source: { case: "items", value: { items: [{ productId: p.id, quantity: 2n }] } },
+      customerEmail: "buyer@example.com",
+      idempotencyKey: `k-${process.pid}-orders`,
+    });
+    const before = await checkStock(urls.join(","));
+    expect(before.stdout).not.toContain(order?.id ?? "");
+
+    await app.shards
+      .forUser(buyer)
+      .fork()
+      .execute("update orders set total_minor = total_minor + 1 where id = ?", [order?.id]);
+    const broken = await checkStock(urls.join(","));
+    expect(broken.code, broken.stderr).toBe(2);
+    const line = broken.stdout.split("\n").find((l) => l.includes(`order=${order?.id}`));
+    expect(line).toContain("total 601 != sum of items 600");
   });
 
   it("exits 1 with a message when a shard cannot be reached", async () => {
