@@ -132,6 +132,15 @@ export async function findOrderRow(
   return rows[0] ? toRow(rows[0]) : undefined;
 }
 
+/** The order's buyer and version, or undefined when there is no such order (the watch streams' owner check). */
+export async function orderOwner(
+  em: EntityManager,
+  orderId: string,
+): Promise<{ userId: string; version: number } | undefined> {
+  const rows = await em.execute<Row[]>("select user_id, version from orders where id = ?", [orderId]);
+  return rows[0] ? { userId: String(rows[0].user_id), version: Number(rows[0].version) } : undefined;
+}
+
 /** The order of a reservation (top-level), if one was made from it. */
 export async function findOrderIdByReservation(
   em: EntityManager,

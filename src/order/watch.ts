@@ -1,8 +1,8 @@
-import type { EntityManager } from "@mikro-orm/postgresql";
 import type { Logger } from "pino";
-import { DomainError } from "../errors.js";
+import { DomainError, invalidArgument } from "../errors.js";
 import type { Shard, ShardSet } from "../shard/shards.js";
 import type { OrderEventView } from "./order.model.js";
+import { orderOwner } from "./order.repository.js";
 import type { OrderBus } from "./order-bus.js";
 import { currentVersions, eventsOfOrder, eventsOfUser, lastSeqs } from "./order-events.repository.js";
 
@@ -201,6 +201,11 @@ export function createWatchHub(
       w.started = true;
       w.lastYieldAt = Date.now();
       if (replay) yield* readBehind(w, signal);
+      // "Live from here": the history is sent, and everything from now on arrives as it happens.
+      if (!signal.aborted) {
+        w.lastYieldAt = Date.now();
+        yield { kind: "heartbeat", at: new Date() };
+      }
       while (!signal.aborted) {
         const event = nextBuffered(w);
         if (event !== undefined && position(w, event) === w.last + 1) {
@@ -322,7 +327,10 @@ export function createWatchHub(
         orderId,
         () => shards.forId(orderId, "ord", "order_id"),
         async (shard) => {
-          if ((await orderOwner(shard.fork(), orderId)) !== userId) throw orderNotFound();
+          const order = await orderOwner(shard.fork(), orderId);
+          if (order?.userId !== userId) throw orderNotFound();
+          if (afterVersion > order.version)
+            throw invalidArgument("after_version", `is past the order's current version ${order.version}`);
           return { last: Math.max(0, afterVersion), replay: true };
         },
       );
@@ -353,13 +361,4 @@ export function createWatchHub(
 
 function orderNotFound(): DomainError {
   return new DomainError("not_found", "order_id: no such order", { field: "order_id" });
-}
-
-/**
- * The order's buyer, or null when there is no such order. Belongs in order.repository.ts (kept here
- * while that file is being written).
- */
-async function orderOwner(em: EntityManager, orderId: string): Promise<string | null> {
-  const rows = await em.execute<{ user_id: string }[]>("select user_id from orders where id = ?", [orderId]);
-  return rows[0] ? String(rows[0].user_id) : null;
 }
