@@ -110,25 +110,20 @@ export function createSweeper(
     counts.passes++;
     for (const shard of shards.shards) {
       try {
-        const expired = await endBatch(shard, "expired");
-        const failed = await endBatch(shard, "stale_pending");
-        const orphans = await releaseOrphans(shard);
-        const repaired = (await deps.repairOrders?.(shard, options.intentTimeoutSeconds)) ?? 0;
-        counts.expired += expired;
-        counts.failedIntents += failed;
-        counts.orphanHoldsReleased += orphans;
-        counts.ordersRepaired += repaired;
-        if (expired + failed + orphans + repaired > 0)
-          logger.info(
-            {
-              shard: shard.index,
-              expired,
-              failedIntents: failed,
-              orphanHoldsReleased: orphans,
-              ordersRepaired: repaired,
-            },
-            "sweep",
-          );
+        // Each step is counted as soon as it is done: a later step failing does not hide it.
+        const done = { expired: 0, failedIntents: 0, orphanHoldsReleased: 0, ordersRepaired: 0 };
+        try {
+          done.expired = await endBatch(shard, "expired");
+          counts.expired += done.expired;
+          done.failedIntents = await endBatch(shard, "stale_pending");
+          counts.failedIntents += done.failedIntents;
+          done.orphanHoldsReleased = await releaseOrphans(shard);
+          counts.orphanHoldsReleased += done.orphanHoldsReleased;
+          done.ordersRepaired = (await deps.repairOrders?.(shard, options.intentTimeoutSeconds)) ?? 0;
+          counts.ordersRepaired += done.ordersRepaired;
+        } finally {
+          if (Object.values(done).some((n) => n > 0)) logger.info({ shard: shard.index, ...done }, "sweep");
+        }
       } catch (err) {
         counts.errors++;
         logger.warn({ err, shard: shard.index }, "sweep of a shard failed; next pass retries");
