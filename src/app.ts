@@ -1,3 +1,4 @@
+import { writeSync } from "node:fs";
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { Logger } from "pino";
@@ -71,9 +72,7 @@ export async function createApp(config: AppConfig, logger: Logger): Promise<App>
       locks: lockClient,
       logger,
       faultPoint: (point) => {
-        if (config.faultPoint !== point) return;
-        logger.fatal({ point }, "FAULT_POINT reached: killing the process");
-        process.kill(process.pid, "SIGKILL");
+        if (config.faultPoint === point) faultKill(point);
       },
     });
     const orderBus = createOrderBus({ redisUrls: config.redisUrls, logger });
@@ -89,9 +88,7 @@ export async function createApp(config: AppConfig, logger: Logger): Promise<App>
       logger,
       publish: (events) => orderBus.publish(events),
       faultPoint: (point) => {
-        if (config.faultPoint !== point) return;
-        logger.fatal({ point }, "FAULT_POINT reached: killing the process");
-        process.kill(process.pid, "SIGKILL");
+        if (config.faultPoint === point) faultKill(point);
       },
       itemsReservationTtlS: Math.min(config.reservationDefaultTtlS, 300),
     });
@@ -152,4 +149,15 @@ export async function createApp(config: AppConfig, logger: Logger): Promise<App>
     await Promise.allSettled([shards.close(), locks?.close(), bus?.close()]);
     throw e;
   }
+}
+
+/**
+ * Fault tests only: says where, then SIGKILLs. Written synchronously: pino's default destination is
+ * asynchronous and the kill would drop the line.
+ */
+function faultKill(point: string): never {
+  const line = { level: 60, time: Date.now(), point, msg: "FAULT_POINT reached: killing the process" };
+  writeSync(1, `${JSON.stringify(line)}\n`);
+  process.kill(process.pid, "SIGKILL");
+  throw new Error("unreachable: the process was killed");
 }

@@ -40,6 +40,19 @@ export async function runIdempotent<T>(
   });
 }
 
+/**
+ * Refuses a key already used with a different request (INVALID_ARGUMENT) without claiming anything:
+ * for work that must not start at all under a mismatched key (an order that would reserve first).
+ */
+export async function checkKeyMatches(em: EntityManager, claim: IdempotencyClaim): Promise<void> {
+  const rows = await em.execute<{ request_hash: string }[]>(
+    "select request_hash from idempotency_records where scope = ? and key = ?",
+    [claim.scope, claim.key],
+  );
+  if (rows[0] && rows[0].request_hash !== claim.requestHash)
+    throw invalidArgument("idempotency_key", "was already used with a different request");
+}
+
 /** What a claim found: a fresh key (now held by the caller's transaction), a finished answer, or work still running. */
 export type ClaimResult =
   | { state: "new" }

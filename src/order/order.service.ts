@@ -2,6 +2,7 @@ import type { EntityManager } from "@mikro-orm/postgresql";
 import type { Logger } from "pino";
 import { DomainError, invalidArgument } from "../errors.js";
 import {
+  checkKeyMatches,
   claimKey,
   completeKey,
   hashRequest,
@@ -397,9 +398,10 @@ export function createOrderService(deps: OrderDeps) {
       // Reserve and confirm in one call: the reservation's own key is derived from the order's (with
       // a space, which no caller key may contain), so a replay reuses the same reservation.
       const items = input.source.items;
+      await checkKeyMatches(buyer.fork(), claim);
       await priceItems(
         items.map((i) => i.productId),
-        "items",
+        "items.items",
       );
       const reservation = await deps.reservations.reserve({
         userId: input.userId,
@@ -407,7 +409,17 @@ export function createOrderService(deps: OrderDeps) {
         ttlSeconds: deps.itemsReservationTtlS,
         idempotencyKey: `order ${idempotencyKey}`,
       });
-      return confirmReservation({ ...input, reservationId: reservation.id }, claim, reservation);
+      try {
+        return await confirmReservation({ ...input, reservationId: reservation.id }, claim, reservation);
+      } catch (e) {
+        // The order's key went to another request after our check: this call's reservation (its key
+        // is this order key's) must not keep the stock until its TTL.
+        if (e instanceof DomainError && e.field === "idempotency_key" && e.reason === "invalid_argument")
+          await deps.reservations
+            .release(input.userId, reservation.id, `order-release ${idempotencyKey}`)
+            .catch((err: unknown) => logger.warn({ err, reservationId: reservation.id }, "release failed"));
+        throw e;
+      }
     },
 
     async get(userId: string, id: string): Promise<{ order: OrderView; children: OrderView[] }> {
