@@ -84,7 +84,9 @@ export function listOrdersStatement(
   // (total_minor, created_at, id) < (…): one row comparison, which Postgres turns into an index
   // bound on the matching all-descending index, so the next page starts at the cursor.
   if (after) add(`(${columns.join(", ")}) < (${columns.map((c) => CURSOR_PARAM[c]).join(", ")})`, ...after);
-  const sql = `select id, total_minor::text as total_minor,
+  // The keys come back as text (exact int64) under other names: ORDER BY would sort by an output
+  // column that shadowed total_minor, as text and without the index.
+  const sql = `select id, total_minor::text as total_key,
       (extract(epoch from created_at) * 1000000)::bigint::text as created_us
     from orders where ${where.join(" and ")}
     order by ${columns.map((c) => `${c} desc`).join(", ")} limit ?`;
@@ -114,7 +116,8 @@ export async function listOrderIds(
   // One user's orders all live on that user's shard; the operator's list asks every shard for the
   // same page after the same cursor and merges: the order is total (id breaks ties), so the first
   // pageSize of the merged rows are exactly the global page.
-  const pages = q.userId !== null ? [await select(shards.forUser(q.userId).fork())] : await onEveryShard(shards, select);
+  const pages =
+    q.userId !== null ? [await select(shards.forUser(q.userId).fork())] : await onEveryShard(shards, select);
   const { rows, more } = mergePages(pages, compareKeys, q.pageSize);
   const last = rows.at(-1);
   return {
@@ -122,6 +125,18 @@ export async function listOrderIds(
     nextPageToken: more && last ? encodePageToken({ after: last }, listing) : "",
   };
 }
+
+/**
+ * One shard's ranking (params: currency code, limit). The predicate repeats the partial index's
+ * (orders_top_customers_idx), so Postgres answers from the index alone, grouped by user_id in order.
+ */
+export const TOP_CUSTOMERS_SQL = `select user_id, sum(paid_minor - refunded_minor)::text as paid_total_minor,
+    count(*)::text as order_count
+  from orders
+  where parent_order_id is null and not archived and paid_minor > 0 and currency_code = ?
+  group by user_id
+  order by sum(paid_minor - refunded_minor) desc, user_id collate "C" asc
+  limit ?`;
 
 /**
  * The customers with the highest paid totals (paid less refunded) over paid, non-archived,
@@ -133,16 +148,10 @@ export async function topCustomers(
   currencyCode: string,
 ): Promise<TopCustomer[]> {
   // A user's orders all live on the user's shard, so each shard's sums are final and the global top
-  // `limit` is within the union of every shard's top `limit`. The predicate repeats the partial
-  // index's (orders_top_customers_idx), so Postgres can answer from the index alone.
-  const sql = `select user_id, sum(paid_minor - refunded_minor)::text as paid_total_minor,
-      count(*)::text as order_count
-    from orders
-    where parent_order_id is null and not archived and paid_minor > 0 and currency_code = ?
-    group by user_id
-    order by sum(paid_minor - refunded_minor) desc, user_id collate "C" asc
-    limit ?`;
-  const pages = await onEveryShard(shards, (em) => em.execute<Row[]>(sql, [currencyCode, limit]));
+  // `limit` is within the union of every shard's top `limit`.
+  const pages = await onEveryShard(shards, (em) =>
+    em.execute<Row[]>(TOP_CUSTOMERS_SQL, [currencyCode, limit]),
+  );
   const rows = pages.flat().map((r) => ({
     userId: String(r.user_id),
     paid: BigInt(String(r.paid_total_minor)),
@@ -170,7 +179,7 @@ async function onEveryShard<T>(shards: ShardSet, run: (em: EntityManager) => Pro
 function sortKey(sort: ListOrdersQuery["sort"], r: Row): SortKey {
   const created = String(r.created_us);
   const id = String(r.id);
-  return sort === "newest" ? [created, id] : [String(r.total_minor), created, id];
+  return sort === "newest" ? [created, id] : [String(r.total_key), created, id];
 }
 
 /** Checks that a decoded token's key has the shape of the sort's key; a forged one is INVALID_ARGUMENT. */
