@@ -26,7 +26,8 @@ runOperatorCommand("stock check", async (shards) => {
     }
     const orders = await checkOrders(shard.fork());
     violations += orders.length;
-    for (const v of orders) process.stdout.write(`violation shard=${shard.index} order=${v.orderId}: ${v.problem}\n`);
+    for (const v of orders)
+      process.stdout.write(`violation shard=${shard.index} order=${v.orderId}: ${v.problem}\n`);
   }
   const shardCount = shards.shards.length;
   process.stdout.write(
