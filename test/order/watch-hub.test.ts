@@ -77,6 +77,13 @@ async function createOrder(userId: string): Promise<{ id: string; created: Order
          values (?, ?, ?, ?, 'buyer@example.com', 'pending', ?, 'EUR', 1299, 'sold')`,
         [id, bucketOfUser(userId), unique("no"), userId, unique("res")],
       );
+      // One line that adds up to the total: the shards are shared, and the order check scans them all.
+      await tx.execute(
+        `insert into order_items (order_id, product_id, seller_id, warehouse_id, sku, name, quantity,
+           unit_price_minor, line_total_minor)
+         values (?, ?, 'seller', 'main', 'SKU-1', 'Mug', 1, 1299, 1299)`,
+        [id, newId("prd", bucketOfUser(userId))],
+      );
       return appendEvent(tx, {
         userId,
         orderId: id,
