@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { type Timestamp, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { Money as MoneyMsg } from "../../gen/shop/common/v1/money_pb.js";
 import {
@@ -127,12 +127,8 @@ export function orderHandler(service: OrderService, hub: WatchHub): ServiceImpl<
           : checkInt(req.maxTotalMinor, "max_total_minor", 0, L.maxAmountMinor);
       if (min !== null && max !== null && min > max)
         throw invalidArgument("max_total_minor", "must not be less than min_total_minor");
-      const after = req.createdAfter ? timestampDate(req.createdAfter) : null;
-      const before = req.createdBefore ? timestampDate(req.createdBefore) : null;
-      if (after && Number.isNaN(after.getTime()))
-        throw invalidArgument("created_after", "is not a valid time");
-      if (before && Number.isNaN(before.getTime()))
-        throw invalidArgument("created_before", "is not a valid time");
+      const after = req.createdAfter ? timestampMicros(req.createdAfter, "created_after") : null;
+      const before = req.createdBefore ? timestampMicros(req.createdBefore, "created_before") : null;
       const page = await service.list({
         userId: scoped ? userId(req.userId) : null,
         createdAfter: after,
@@ -278,6 +274,26 @@ function watchMessage(item: WatchItem) {
   return item.kind === "event"
     ? { case: "event" as const, value: eventMsg(item.event) }
     : { case: "heartbeat" as const, value: { serverTime: timestampFromDate(item.at) } };
+}
+
+/**
+ * A Timestamp as an exact RFC 3339 string at the database's microsecond precision. A bound between
+ * two microseconds is rounded up, which keeps both `>= after` and `< before` exact for microsecond
+ * values.
+ */
+function timestampMicros(ts: Timestamp, field: string): string {
+  const micros = ts.seconds * 1_000_000n + BigInt(Math.ceil(ts.nanos / 1000));
+  const date = new Date(Number(micros / 1000n));
+  if (
+    ts.nanos < 0 ||
+    ts.nanos > 999_999_999 ||
+    Number.isNaN(date.getTime()) ||
+    date.getUTCFullYear() < 1 ||
+    date.getUTCFullYear() > 9999
+  )
+    throw invalidArgument(field, "is not a valid time");
+  const fraction = (((micros % 1_000_000n) + 1_000_000n) % 1_000_000n).toString().padStart(6, "0");
+  return `${date.toISOString().slice(0, 19)}.${fraction}Z`;
 }
 
 function paymentAmount(value: MoneyMsg | undefined): { amountMinor: number; currencyCode: string } {

@@ -13,8 +13,9 @@ import type { OrderStatus } from "./order.model.js";
 export interface ListOrdersQuery {
   /** null = operator scope, every shard. */
   userId: string | null;
-  createdAfter: Date | null;
-  createdBefore: Date | null;
+  /** RFC 3339 times with microseconds (the database's precision), exact: e.g. 2026-11-23T10:00:00.000123Z. */
+  createdAfter: string | null;
+  createdBefore: string | null;
   /** Empty = all. */
   statuses: OrderStatus[];
   minTotalMinor: number | null;
@@ -75,8 +76,8 @@ export function listOrdersStatement(
   if (q.userId !== null) add("user_id = ?", q.userId);
   if (q.customerEmail !== "") add("customer_email = ?", q.customerEmail);
   if (!q.includeArchived) add("not archived");
-  if (q.createdAfter) add("created_at >= ?::timestamptz", q.createdAfter.toISOString());
-  if (q.createdBefore) add("created_at < ?::timestamptz", q.createdBefore.toISOString());
+  if (q.createdAfter) add("created_at >= ?::timestamptz", q.createdAfter);
+  if (q.createdBefore) add("created_at < ?::timestamptz", q.createdBefore);
   if (q.statuses.length > 0) add("status in (?)", [...new Set(q.statuses)]);
   if (q.minTotalMinor !== null) add("total_minor >= ?", q.minTotalMinor);
   if (q.maxTotalMinor !== null) add("total_minor <= ?", q.maxTotalMinor);
@@ -100,8 +101,8 @@ export async function listOrderIds(
 ): Promise<{ ids: string[]; nextPageToken: string }> {
   const listing = listingHash({
     userId: q.userId,
-    createdAfter: q.createdAfter?.toISOString() ?? null,
-    createdBefore: q.createdBefore?.toISOString() ?? null,
+    createdAfter: q.createdAfter,
+    createdBefore: q.createdBefore,
     statuses: [...new Set(q.statuses)].sort(),
     minTotalMinor: q.minTotalMinor,
     maxTotalMinor: q.maxTotalMinor,

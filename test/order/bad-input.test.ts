@@ -403,6 +403,12 @@ describe.each(MAIN_TRANSPORTS)("OrderService rejects bad input over %s", (name) 
         { ...base, minTotalMinor: 500n, maxTotalMinor: 100n },
       ],
       ["created_after out of range", "created_after", { ...base, createdAfter: { seconds: 10n ** 13n } }],
+      ["created_after before year 1", "created_after", { ...base, createdAfter: { seconds: -(10n ** 11n) } }],
+      [
+        "created_after with negative nanos",
+        "created_after",
+        { ...base, createdAfter: { seconds: 1n, nanos: -1 } },
+      ],
       [
         "created_before out of range",
         "created_before",

@@ -79,8 +79,8 @@ async function explain(sql: string, params: unknown[]): Promise<string> {
   return rows.map((r) => r["QUERY PLAN"]).join("\n");
 }
 
-const june = new Date("2003-06-01T00:00:00Z");
-const march = new Date("2003-03-01T00:00:00Z");
+const june = "2003-06-01T00:00:00.000000Z";
+const march = "2003-03-01T00:00:00.000000Z";
 // A cursor in the middle of the data: [created_us, id] or [total, created_us, id].
 // (2003-04-15, inside every created range below, so the cursor and the range overlap.)
 const mid = { created: "1050364800000000", id: "ord_00WFZZZZZZ0000000000000000", total: "9000" };
