@@ -2,9 +2,13 @@ import { writeSync } from "node:fs";
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { Logger } from "pino";
+import type { Registry } from "prom-client";
 import { InventoryService } from "../gen/shop/inventory/v1/inventory_pb.js";
 import { OrderService } from "../gen/shop/order/v1/order_pb.js";
 import { ReservationService } from "../gen/shop/reservation/v1/reservation_pb.js";
+import type { DevTokens } from "./auth/dev.js";
+import { createServerAuth } from "./auth/gate.js";
+import { setupAuth } from "./auth/setup.js";
 import type { Config } from "./config.js";
 import { IdempotencyRecord } from "./idempotency/idempotency.entity.js";
 import { inventoryEntities } from "./inventory/inventory.entity.js";
@@ -12,6 +16,8 @@ import { inventoryHandler } from "./inventory/inventory.handler.js";
 import { createInventoryService } from "./inventory/inventory.service.js";
 import { createStockLocks, type StockLocks } from "./lock/locks.js";
 import { migrations } from "./migrations/index.js";
+import { createMetrics } from "./observability/metrics.js";
+import { createTracing, type SpanExporter, type Tracing } from "./observability/tracing.js";
 import { orderHandler } from "./order/order.handler.js";
 import { createOrderService } from "./order/order.service.js";
 import { createOrderBus, type OrderBus } from "./order/order-bus.js";
@@ -35,8 +41,19 @@ export interface App {
   readonly sweeper: Sweeper;
   readonly orderBus: OrderBus;
   readonly watchHub: WatchHub;
+  /** This app's Prometheus registry (what GET /metrics serves). */
+  readonly metrics: Registry;
+  readonly tracing: Tracing;
+  /** AUTH_DEV=true only: tokens to call this process with (main prints them); null otherwise. */
+  readonly devTokens: DevTokens | null;
   /** Health NOT_SERVING, drain calls and streams, then close pools and Redis clients. */
   shutdown(): Promise<void>;
+}
+
+/** What tests may inject into createApp. */
+export interface CreateAppOptions {
+  /** Every span goes to this exporter at once, whatever OTEL_EXPORTER says. */
+  spanExporter?: SpanExporter;
 }
 
 /** Every entity mapped on every shard (the same schema everywhere). */
@@ -46,7 +63,20 @@ export const entities = [...inventoryEntities, IdempotencyRecord];
  * The one composition root: opens the shards, the lock quorum and the server, and wires the services
  * this process serves (SERVICES). Only this file sees both infrastructure and service folders.
  */
-export async function createApp(config: AppConfig, logger: Logger): Promise<App> {
+export async function createApp(
+  config: AppConfig,
+  logger: Logger,
+  options: CreateAppOptions = {},
+): Promise<App> {
+  // First: a process without token verification must not start at all (ConfigError names the settings).
+  const auth = await setupAuth(config, logger);
+  const metrics = createMetrics();
+  const tracing = createTracing({
+    exporter: config.otelExporter,
+    endpoint: config.otelEndpoint,
+    serviceName: config.otelServiceName,
+    ...(options.spanExporter && { spanExporter: options.spanExporter }),
+  });
   const shards = await openShards({
     urls: config.shardUrls,
     entities,
@@ -54,7 +84,13 @@ export async function createApp(config: AppConfig, logger: Logger): Promise<App>
     poolMax: config.dbPoolMax,
     bucketMap: config.bucketMap,
     logger,
+    statementTimeoutMs: config.maxDeadlineMs,
+    ...(tracing.enabled && { traceQuery: tracing.traceQuery }),
+  }).catch(async (e: unknown) => {
+    await tracing.shutdown();
+    throw e;
   });
+  metrics.observeShards(shards.shards);
   let locks: StockLocks | undefined;
   let bus: OrderBus | undefined;
   let hub: WatchHub | undefined;
@@ -64,6 +100,7 @@ export async function createApp(config: AppConfig, logger: Logger): Promise<App>
       redisUrls: config.redisUrls,
       options: { ttlMs: config.lockTtlMs, retryCount: 40 },
       logger,
+      observer: { acquireEnded: metrics.lockAcquireEnded, heldLockFailed: metrics.heldLockFailed },
     });
     const inventory = createInventoryService({ shards });
     const lockClient = locks;
@@ -82,6 +119,7 @@ export async function createApp(config: AppConfig, logger: Logger): Promise<App>
       { heartbeatMs: config.streamHeartbeatMs },
     );
     hub = watchHub;
+    metrics.observeWatchStreams(() => watchHub.openStreams());
     const orders = createOrderService({
       shards,
       reservations,
@@ -95,6 +133,12 @@ export async function createApp(config: AppConfig, logger: Logger): Promise<App>
     const sweeper = createSweeper(
       { shards, logger, repairOrders: (shard, olderThan) => orders.repairShard(shard, olderThan) },
       { intervalMs: config.sweepIntervalMs, intentTimeoutSeconds: config.intentTimeoutMs / 1000 },
+    );
+    metrics.observeSweeper(sweeper.counts);
+    const access = createServerAuth(
+      auth.verifier,
+      { sellerOf: async (productId) => (await inventory.getProduct(productId)).sellerId },
+      logger,
     );
     const served: DescService[] = [];
     const routes = (router: ConnectRouter): void => {
@@ -124,6 +168,10 @@ export async function createApp(config: AppConfig, logger: Logger): Promise<App>
       defaultTimeoutMs: config.defaultDeadlineMs,
       maxTimeoutMs: config.maxDeadlineMs,
       logger,
+      metrics,
+      tracing,
+      requestGate: access.gate,
+      interceptors: [access.interceptor],
     });
     for (const service of served) server.health.set(service.typeName, "SERVING");
     server.health.set("", "SERVING");
@@ -137,16 +185,19 @@ export async function createApp(config: AppConfig, logger: Logger): Promise<App>
       sweeper,
       orderBus,
       watchHub,
+      metrics: metrics.registry,
+      devTokens: auth.devTokens,
+      tracing,
       async shutdown() {
         await sweeper.stop();
         await server.drain(config.drainTimeoutMs);
         await watchHub.close();
-        await Promise.allSettled([shards.close(), lockClient.close(), orderBus.close()]);
+        await Promise.allSettled([shards.close(), lockClient.close(), orderBus.close(), tracing.shutdown()]);
       },
     };
   } catch (e) {
     await hub?.close().catch(() => undefined);
-    await Promise.allSettled([shards.close(), locks?.close(), bus?.close()]);
+    await Promise.allSettled([shards.close(), locks?.close(), bus?.close(), tracing.shutdown()]);
     throw e;
   }
 }

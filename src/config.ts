@@ -3,6 +3,7 @@
  * throws a ConfigError whose message names the setting, so the process stops before it serves.
  * An unset or blank variable takes its default. Messages never echo a URL's password.
  */
+import { createPublicKey, type JsonWebKey } from "node:crypto";
 import { z } from "zod";
 
 export const SERVICE_NAMES = ["inventory", "reservation", "order"] as const;
@@ -39,7 +40,44 @@ export interface Config {
   readonly intentTimeoutMs: number;
   readonly streamHeartbeatMs: number;
   readonly faultPoint: FaultPointName | null;
+  /** Where finished spans go: nowhere (no-op tracer), or OTLP over HTTP. */
+  readonly otelExporter: OtelExporter;
+  /** OTLP/HTTP base URL; spans are posted to `<endpoint>/v1/traces`. */
+  readonly otelEndpoint: string;
+  /** `service.name` on every span. */
+  readonly otelServiceName: string;
+  /** Auth (docs/auth.md): a JWKS URL to fetch verification keys from, or null. */
+  readonly authJwksUrl: string | null;
+  /** Auth: inline verification keys (JWKS JSON or one PEM SPKI public key), or null. */
+  readonly authPublicKeys: string | null;
+  /** Auth: the required `iss` claim; null only in dev mode (then `shop-mesh-dev`). */
+  readonly authIssuer: string | null;
+  /** Auth: the required `aud` claim; null only in dev mode (then `shop-mesh`). */
+  readonly authAudience: string | null;
+  /** Auth: JWS algorithms accepted (an allow-list; never `none` or HMAC). */
+  readonly authAlgorithms: AuthAlgorithm[];
+  /** Auth dev mode: an in-memory key pair and printed tokens. Never in production. */
+  readonly authDev: boolean;
 }
+
+/** Asymmetric JWS algorithms a token may be signed with; `none` and HS* are never accepted. */
+export const AUTH_ALGORITHMS = [
+  "RS256",
+  "RS384",
+  "RS512",
+  "PS256",
+  "PS384",
+  "PS512",
+  "ES256",
+  "ES384",
+  "ES512",
+  "EdDSA",
+  "Ed25519",
+] as const;
+export type AuthAlgorithm = (typeof AUTH_ALGORITHMS)[number];
+
+export const OTEL_EXPORTERS = ["none", "otlp"] as const;
+export type OtelExporter = (typeof OTEL_EXPORTERS)[number];
 
 /** Points inside the reservation saga where FAULT_POINT makes the process kill itself (fault tests only). */
 export const SAGA_FAULT_POINTS = ["after_intent", "after_first_shard", "before_last_shard"] as const;
@@ -140,6 +178,59 @@ const origins = z.string().transform((s, ctx) => {
   return [...new Set(items)];
 });
 
+/** JWS algorithms: a non-empty allow-list of asymmetric ones. */
+const authAlgorithms = z.string().transform((s, ctx) => {
+  const names = [...new Set(list(s).filter((n) => n !== ""))];
+  for (const n of names) {
+    if (n.toLowerCase() === "none" || /^HS\d+$/i.test(n))
+      ctx.addIssue({ code: "custom", message: `"${n}" is refused: only asymmetric algorithms are accepted` });
+    else if (!(AUTH_ALGORITHMS as readonly string[]).includes(n))
+      ctx.addIssue({
+        code: "custom",
+        message: `unknown algorithm "${n}" (expected ${AUTH_ALGORITHMS.join(", ")})`,
+      });
+  }
+  if (names.length === 0) ctx.addIssue({ code: "custom", message: "must name at least one algorithm" });
+  return names as AuthAlgorithm[];
+});
+
+/** Public keys only (a JWKS or one PEM SPKI): a private or symmetric key here is a mistake, refused. */
+const publicKeys = z.string().superRefine((s, ctx) => {
+  const problem = publicKeysProblem(s);
+  if (problem) ctx.addIssue({ code: "custom", message: problem });
+});
+
+function publicKeysProblem(s: string): string | undefined {
+  if (s.startsWith("-----BEGIN")) {
+    if (!s.startsWith("-----BEGIN PUBLIC KEY-----")) return "must be a PEM public key (BEGIN PUBLIC KEY)";
+    try {
+      createPublicKey(s.replaceAll("\\n", "\n"));
+      return undefined;
+    } catch {
+      return "is not a readable PEM public key";
+    }
+  }
+  let jwks: unknown;
+  try {
+    jwks = JSON.parse(s);
+  } catch {
+    return 'must be a JWKS ({"keys":[…]}) or a PEM public key';
+  }
+  const keys = (jwks as { keys?: unknown }).keys;
+  if (!Array.isArray(keys) || keys.length === 0) return 'must be a JWKS with a non-empty "keys" array';
+  for (const [i, key] of keys.entries()) {
+    const k = key as Record<string, unknown>;
+    if (typeof k !== "object" || k === null || k.kty === "oct" || "d" in k)
+      return `key ${i} must be a public asymmetric key (no "d", not "oct")`;
+    try {
+      createPublicKey({ key: k as JsonWebKey, format: "jwk" });
+    } catch {
+      return `key ${i} is not a readable JWK`;
+    }
+  }
+  return undefined;
+}
+
 /** Every setting: its variable, its parser and its default. The README table is derived from these. */
 const schema = z.object({
   /** Port the one plaintext server (gRPC, gRPC-Web, Connect over h2c and HTTP/1.1) listens on; 0 picks one. */
@@ -190,6 +281,37 @@ const schema = z.object({
   STREAM_HEARTBEAT_MS: integer(100, 300_000).default(15_000),
   /** Fault tests only: SIGKILL the process at this point of a cross-shard reservation. Never set it in production. */
   FAULT_POINT: oneOf(FAULT_POINTS).optional(),
+  /** Trace exporter: none (traces off; incoming trace ids still reach the logs) or otlp (OTLP over HTTP). */
+  OTEL_EXPORTER: oneOf(OTEL_EXPORTERS).default("none"),
+  /** OTLP/HTTP collector base URL when OTEL_EXPORTER=otlp; spans go to <url>/v1/traces. */
+  OTEL_EXPORTER_OTLP_ENDPOINT: z
+    .string()
+    .superRefine((s, ctx) => {
+      const problem = urlProblem(s, ["http:", "https:"], "http");
+      if (problem) ctx.addIssue({ code: "custom", message: problem });
+    })
+    .transform((s) => s.replace(/\/+$/, ""))
+    .default("http://localhost:4318"),
+  /** service.name resource attribute of the spans. */
+  OTEL_SERVICE_NAME: nonEmpty.default("shop-mesh"),
+  /** URL of the token issuer's JWKS (https:// or http://), fetched and cached; or set AUTH_PUBLIC_KEYS. */
+  AUTH_JWKS_URL: z
+    .string()
+    .superRefine((s, ctx) => {
+      const problem = urlProblem(s, ["https:", "http:"], "http");
+      if (problem) ctx.addIssue({ code: "custom", message: problem });
+    })
+    .optional(),
+  /** Token verification keys inline: a JWKS (`{"keys":[…]}`) or one PEM public key (SPKI); or set AUTH_JWKS_URL. */
+  AUTH_PUBLIC_KEYS: publicKeys.optional(),
+  /** The `iss` every token must carry; required with AUTH_JWKS_URL or AUTH_PUBLIC_KEYS. */
+  AUTH_ISSUER: z.string().optional(),
+  /** The `aud` every token must carry; required with AUTH_JWKS_URL or AUTH_PUBLIC_KEYS. */
+  AUTH_AUDIENCE: z.string().optional(),
+  /** Comma list of accepted JWS algorithms (asymmetric only: `none` and HS* are refused). */
+  AUTH_ALGORITHMS: authAlgorithms.default(["RS256", "ES256", "EdDSA"]),
+  /** Dev only: generate a key pair at start and print an operator and a buyer token. Never in production. */
+  AUTH_DEV: boolean.default(false),
 });
 
 type Env = Record<string, string | undefined>;
@@ -235,7 +357,17 @@ export function loadConfig(env: Env = process.env): Config {
     intentTimeoutMs: e.INTENT_TIMEOUT_MS,
     streamHeartbeatMs: e.STREAM_HEARTBEAT_MS,
     faultPoint: e.FAULT_POINT ?? null,
+    otelExporter: e.OTEL_EXPORTER,
+    otelEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,
+    otelServiceName: e.OTEL_SERVICE_NAME,
+    authJwksUrl: e.AUTH_JWKS_URL ?? null,
+    authPublicKeys: e.AUTH_PUBLIC_KEYS ?? null,
+    authIssuer: e.AUTH_ISSUER ?? null,
+    authAudience: e.AUTH_AUDIENCE ?? null,
+    authAlgorithms: e.AUTH_ALGORITHMS,
+    authDev: e.AUTH_DEV,
   };
+  checkAuthSettings(config);
   checkOrder("DEFAULT_DEADLINE_MS", config.defaultDeadlineMs, "MAX_DEADLINE_MS", config.maxDeadlineMs);
   checkOrder(
     "RESERVATION_DEFAULT_TTL_S",
@@ -248,8 +380,50 @@ export function loadConfig(env: Env = process.env): Config {
 
 /** The offending value for a message; URL lists are never echoed (they may carry passwords). */
 function shown(key: string, value: string | undefined): string {
-  if (value === undefined || key.endsWith("_URLS")) return "";
+  if (
+    value === undefined ||
+    key.endsWith("_URLS") ||
+    key.endsWith("_ENDPOINT") ||
+    key.startsWith("AUTH_PUBLIC_KEYS") ||
+    key.endsWith("_URL")
+  )
+    return "";
   return ` (got ${JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value)})`;
+}
+
+/** The auth settings that only make sense together (docs/auth.md). */
+function checkAuthSettings(c: Config): void {
+  const keys = c.authJwksUrl !== null || c.authPublicKeys !== null;
+  if (c.authJwksUrl !== null && c.authPublicKeys !== null)
+    throw new ConfigError(
+      "AUTH_PUBLIC_KEYS",
+      "AUTH_PUBLIC_KEYS: set either AUTH_JWKS_URL or AUTH_PUBLIC_KEYS, not both",
+    );
+  if (keys && c.authDev)
+    throw new ConfigError(
+      "AUTH_DEV",
+      "AUTH_DEV: dev mode signs its own tokens; unset AUTH_JWKS_URL/AUTH_PUBLIC_KEYS",
+    );
+  if (keys && c.authIssuer === null)
+    throw new ConfigError("AUTH_ISSUER", "AUTH_ISSUER: is required with AUTH_JWKS_URL or AUTH_PUBLIC_KEYS");
+  if (keys && c.authAudience === null)
+    throw new ConfigError(
+      "AUTH_AUDIENCE",
+      "AUTH_AUDIENCE: is required with AUTH_JWKS_URL or AUTH_PUBLIC_KEYS",
+    );
+}
+
+/**
+ * A process that serves calls must verify tokens: keys configured, or dev mode asked for. Checked by
+ * main.ts right after loadConfig and again by createApp, so nothing ever serves unauthenticated.
+ */
+export function requireAuthConfigured(c: Pick<Config, "authJwksUrl" | "authPublicKeys" | "authDev">): void {
+  if (c.authJwksUrl === null && c.authPublicKeys === null && !c.authDev)
+    throw new ConfigError(
+      "AUTH_JWKS_URL",
+      "AUTH_JWKS_URL or AUTH_PUBLIC_KEYS: one is required to verify callers' tokens " +
+        "(with AUTH_ISSUER and AUTH_AUDIENCE); for a local try-out set AUTH_DEV=true (never in production)",
+    );
 }
 
 function checkOrder(lowKey: string, low: number, highKey: string, high: number): void {

@@ -16,6 +16,7 @@ export type ErrorReason =
   | "lock_unavailable" // the Redis lock quorum cannot be reached
   | "shard_unavailable" // a Postgres shard cannot be reached
   | "deadline_exceeded" // the caller's deadline passed while we worked
+  | "unauthenticated" // no valid bearer token (missing, expired, wrong issuer/audience/signature)
   | "permission_denied" // the caller may not do this
   | "unimplemented"; // the RPC is part of the contract but not served yet
 

@@ -1,13 +1,16 @@
 import { pino } from "pino";
 import { createApp } from "./app.js";
-import { ConfigError, loadConfig } from "./config.js";
+import type { DevTokens } from "./auth/dev.js";
+import { ConfigError, loadConfig, requireAuthConfigured } from "./config.js";
 import { startEmbedded } from "./embedded/index.js";
+import { loggerOptions } from "./observability/logging.js";
 
 /** loadConfig -> (embedded services when no addresses are given) -> createApp -> serve; SIGTERM drains. */
 async function main(): Promise<void> {
   let config: ReturnType<typeof loadConfig>;
   try {
     config = loadConfig();
+    requireAuthConfigured(config);
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`configuration error: ${e.message}\n`);
@@ -15,7 +18,7 @@ async function main(): Promise<void> {
     }
     throw e;
   }
-  const logger = pino({ level: config.logLevel, base: { service: "shop-mesh" } });
+  const logger = pino(loggerOptions(config.logLevel));
   const embedded =
     config.shardUrls && config.redisUrls
       ? null
@@ -40,6 +43,7 @@ async function main(): Promise<void> {
     { port: app.server.port, services: config.services, shards: app.shards.shards.length },
     "serving",
   );
+  if (app.devTokens) printDevTokens(app.devTokens, app.server.port);
 
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
@@ -53,6 +57,20 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
+}
+
+/** Dev mode: the tokens to call with, on stdout for copy and paste (AUTH_DEV=true only). */
+function printDevTokens(tokens: DevTokens, port: number): void {
+  process.stdout.write(
+    [
+      "",
+      "dev auth (AUTH_DEV=true): NEVER USE IN PRODUCTION. Tokens below are valid for 1 hour, until restart.",
+      `  operator + service (sub dev-operator): DEV_OPERATOR_TOKEN=${tokens.operator}`,
+      `  buyer/seller       (sub dev-buyer):    DEV_BUYER_TOKEN=${tokens.buyer}`,
+      `  e.g. buf curl --protocol grpc --http2-prior-knowledge -H "Authorization: Bearer $DEV_OPERATOR_TOKEN" http://127.0.0.1:${port}/…`,
+      "",
+    ].join("\n"),
+  );
 }
 
 main().catch((e: unknown) => {

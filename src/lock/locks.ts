@@ -36,6 +36,17 @@ export interface StockLocks {
   close(): Promise<void>;
 }
 
+/** Optional hooks for metrics; they must be cheap and must not throw. */
+export interface LockObserver {
+  /** An acquisition ended after `seconds`: acquired, or failed and why. */
+  acquireEnded(
+    seconds: number,
+    outcome: "acquired" | "contention" | "unavailable" | "deadline_exceeded" | "error",
+  ): void;
+  /** A held lock could not be kept until the work ended, or could not be released after it. */
+  heldLockFailed(reason: "lost" | "release_failed"): void;
+}
+
 const PREFIX = "lock:stock:";
 /** Bounds every Redis command, so a hung node cannot stall an acquisition or a health check. */
 const COMMAND_TIMEOUT_MS = 500;
@@ -45,8 +56,10 @@ export function createStockLocks(deps: {
   redisUrls: string[];
   options?: Partial<LockOptions>;
   logger: Logger;
+  observer?: LockObserver;
 }): StockLocks {
   const opts = resolveOptions(deps.options);
+  const observer = deps.observer;
   const log = deps.logger.child({ component: "stock-locks" });
   if (deps.redisUrls.length === 0) throw new Error("stock locks need at least one Redis URL");
   const clients = deps.redisUrls.map((url, node) => connect(url, node, log));
@@ -106,6 +119,7 @@ export function createStockLocks(deps: {
           schedule(opts.retryDelayMs); // still held: try again before it expires
         } else {
           log.warn({ err, resources: lock.resources }, "stock lock lost");
+          observer?.heldLockFailed("lost");
           lost.abort(new DomainError("lock_unavailable", "stock lock lost, retry later", { cause: err }));
         }
       }
@@ -128,6 +142,7 @@ export function createStockLocks(deps: {
     } catch (err) {
       // The caller's work has committed; the keys expire on their own within the TTL.
       log.warn({ err, resources: lock.resources }, "stock lock release failed");
+      observer?.heldLockFailed("release_failed");
     }
   }
 
@@ -136,11 +151,21 @@ export function createStockLocks(deps: {
       if (callerSignal?.aborted) throw deadlineExceeded();
       const resources = [...new Set(keys)].sort().map((key) => PREFIX + key);
       if (resources.length === 0) return fn(new AbortController().signal);
-      const lock = await acquire(resources, callerSignal);
+      const started = performance.now();
+      const waited = () => (performance.now() - started) / 1000;
+      let lock: Lock;
+      try {
+        lock = await acquire(resources, callerSignal);
+      } catch (e) {
+        observer?.acquireEnded(waited(), failureOutcome(e));
+        throw e;
+      }
       if (callerSignal?.aborted) {
+        observer?.acquireEnded(waited(), "deadline_exceeded");
         await release(lock);
         throw deadlineExceeded();
       }
+      observer?.acquireEnded(waited(), "acquired");
       const held = keep(lock);
       try {
         return await fn(held.signal);
@@ -194,6 +219,13 @@ function resolveOptions(o: Partial<LockOptions> = {}): LockOptions {
     throw new Error("stock locks: ttlMs must be an integer above automaticExtensionThresholdMs (> 0)");
   }
   return resolved;
+}
+
+function failureOutcome(e: unknown): "contention" | "unavailable" | "deadline_exceeded" | "error" {
+  if (!(e instanceof DomainError)) return "error";
+  if (e.reason === "lock_contention") return "contention";
+  if (e.reason === "lock_unavailable") return "unavailable";
+  return e.reason === "deadline_exceeded" ? "deadline_exceeded" : "error";
 }
 
 function deadlineExceeded(): DomainError {

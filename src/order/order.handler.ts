@@ -11,6 +11,7 @@ import {
   OrderStatus,
   PaymentStatus,
 } from "../../gen/shop/order/v1/order_pb.js";
+import { actorOf, principalKey } from "../auth/principal.js";
 import { invalidArgument } from "../errors.js";
 import { INVENTORY_LIMITS } from "../inventory/inventory.rules.js";
 import { checkDistinctProducts } from "../reservation/reservation.rules.js";
@@ -31,6 +32,7 @@ import type {
   PaymentStatus as PayStatus,
   OrderStatus as Status,
 } from "./order.model.js";
+import { OPERATOR_ACTOR } from "./order.model.js";
 import { ORDER_LIMITS as L } from "./order.rules.js";
 import type { OrderService } from "./order.service.js";
 import type { WatchHub, WatchItem } from "./watch.js";
@@ -146,13 +148,14 @@ export function orderHandler(service: OrderService, hub: WatchHub): ServiceImpl<
       return { orders: page.orders.map(orderMsg), nextPageToken: page.nextPageToken };
     },
 
-    async updateOrderStatus(req) {
+    async updateOrderStatus(req, ctx) {
       const order = await service.updateStatus({
         orderId: orderId(req.orderId),
         status: status(req.status, "status"),
         expectedVersion: checkInt(req.expectedVersion, "expected_version", 1, L.maxVersion),
         reason: reason(req.reason),
         idempotencyKey: key(req.idempotencyKey),
+        actor: actor(ctx),
       });
       return { order: orderMsg(order) };
     },
@@ -180,7 +183,7 @@ export function orderHandler(service: OrderService, hub: WatchHub): ServiceImpl<
       return { order: orderMsg(order) };
     },
 
-    async recordPayment(req) {
+    async recordPayment(req, ctx) {
       const id = orderId(req.orderId);
       const amount = paymentAmount(req.amount);
       const payStatus = PAYMENT_FROM_PROTO.get(req.status);
@@ -196,11 +199,12 @@ export function orderHandler(service: OrderService, hub: WatchHub): ServiceImpl<
         providerReference: checkString(req.providerReference, "provider_reference", L.providerReference),
         status: payStatus,
         idempotencyKey: key(req.idempotencyKey),
+        actor: actor(ctx),
       });
       return { order: orderMsg(order) };
     },
 
-    async refundOrderItems(req) {
+    async refundOrderItems(req, ctx) {
       const id = orderId(req.orderId);
       if (req.items.length === 0) throw invalidArgument("items", "is required");
       if (req.items.length > L.maxItems)
@@ -221,6 +225,7 @@ export function orderHandler(service: OrderService, hub: WatchHub): ServiceImpl<
         items,
         reason: reason(req.reason),
         idempotencyKey: key(req.idempotencyKey),
+        actor: actor(ctx),
       });
       return {
         order: orderMsg(order),
@@ -263,6 +268,11 @@ export function orderHandler(service: OrderService, hub: WatchHub): ServiceImpl<
       }
     },
   };
+}
+
+/** The history actor of a service or operator change: the caller's token subject. */
+function actor(ctx: HandlerContext): string {
+  return actorOf(ctx.values.get(principalKey), OPERATOR_ACTOR);
 }
 
 /** Ends a stream when the caller goes away or the server starts draining. */

@@ -21,7 +21,6 @@ import {
   canMove,
   type EventKind,
   FINAL,
-  OPERATOR_ACTOR,
   type OrderEventView,
   type OrderItemView,
   type OrderStatus,
@@ -466,8 +465,10 @@ export function createOrderService(deps: OrderDeps) {
       expectedVersion: number;
       reason: string;
       idempotencyKey: string;
+      /** Who asks (recorded in the history; not part of the idempotent request). */
+      actor: string;
     }): Promise<OrderView> {
-      const { idempotencyKey, ...request } = input;
+      const { idempotencyKey, actor, ...request } = input;
       const claim = {
         scope: `order:${input.orderId}`,
         key: idempotencyKey,
@@ -487,7 +488,7 @@ export function createOrderService(deps: OrderDeps) {
             "order_id: a multi-seller order's status follows its child orders; change those",
             { field: "order_id" },
           );
-        await moveStatus(tx, out, order, input.status, input.reason, OPERATOR_ACTOR);
+        await moveStatus(tx, out, order, input.status, input.reason, actor);
         if (order.parentOrderId) await followChildren(tx, out, order.parentOrderId);
         return view(tx, order.id);
       });
@@ -581,8 +582,10 @@ export function createOrderService(deps: OrderDeps) {
       providerReference: string;
       status: PaymentStatus;
       idempotencyKey: string;
+      /** Who asks (recorded in the history; not part of the idempotent request). */
+      actor: string;
     }): Promise<OrderView> {
-      const { idempotencyKey, ...request } = input;
+      const { idempotencyKey, actor, ...request } = input;
       const claim = {
         scope: `order:${input.orderId}`,
         key: idempotencyKey,
@@ -636,7 +639,7 @@ export function createOrderService(deps: OrderDeps) {
           kind: "payment",
           to: order.status,
           reason: `payment ${input.providerReference} ${input.status}`,
-          actor: OPERATOR_ACTOR,
+          actor,
         });
         return view(tx, order.id);
       });
@@ -648,8 +651,10 @@ export function createOrderService(deps: OrderDeps) {
       items: { productId: string; quantity: number }[];
       reason: string;
       idempotencyKey: string;
+      /** Who asks (recorded in the history; not part of the idempotent request). */
+      actor: string;
     }): Promise<{ order: OrderView; refundMinor: number }> {
-      const { idempotencyKey, ...request } = input;
+      const { idempotencyKey, actor, ...request } = input;
       const claim = {
         scope: `order:${input.orderId}`,
         key: idempotencyKey,
@@ -687,7 +692,7 @@ export function createOrderService(deps: OrderDeps) {
           kind: "refund",
           to: order.status,
           reason: input.reason,
-          actor: OPERATOR_ACTOR,
+          actor,
         });
         return { order: await view(tx, order.id), refundMinor: amount };
       });

@@ -4,6 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { createContextKey } from "@connectrpc/connect";
+import type { Span } from "@opentelemetry/api";
 import type { Logger } from "pino";
 import { pino } from "pino";
 
@@ -20,6 +21,9 @@ export const requestIdKey = createContextKey<string>("", { description: "request
 
 /** A pino child logger bound to the call (request id and method); set by the logging interceptor. */
 export const loggerKey = createContextKey<Logger>(pino({ enabled: false }), { description: "call logger" });
+
+/** The call's server span (non-recording with tracing off); its ids go on the call's log lines. */
+export const spanKey = createContextKey<Span | undefined>(undefined, { description: "call span" });
 
 /** Header that carries the request id in and out. */
 export const requestIdHeader = "x-request-id";

@@ -20,7 +20,8 @@ const preflightMaxAgeSeconds = 7200;
 export function withCors(origins: readonly string[], next: NodeHandler): NodeHandler {
   if (origins.length === 0) return next;
   const allowed = new Set(origins);
-  const allowHeaders = [...cors.allowedHeaders, requestIdHeader].join(", ");
+  // Authorization: browsers send the bearer token (docs/auth.md); the preflight must allow it.
+  const allowHeaders = [...cors.allowedHeaders, requestIdHeader, "Authorization"].join(", ");
   const exposeHeaders = [...cors.exposedHeaders, requestIdHeader].join(", ");
   const allowMethods = cors.allowedMethods.join(", ");
   return (req, res) => {

@@ -25,6 +25,7 @@ export const reasonCodes: Readonly<Record<ErrorReason, Code>> = {
   lock_unavailable: Code.Unavailable,
   shard_unavailable: Code.Unavailable,
   deadline_exceeded: Code.DeadlineExceeded,
+  unauthenticated: Code.Unauthenticated,
   permission_denied: Code.PermissionDenied,
   unimplemented: Code.Unimplemented,
 };

@@ -1,6 +1,7 @@
 /**
- * The interceptors every call goes through, outermost first: logging (request id, method, code,
- * duration), error mapping (errors.ts, for unary answers and mid-stream errors alike), deadline.
+ * The interceptors every call goes through, outermost first: observation (trace context, server span,
+ * metrics), logging (request id, trace id, method, code, duration), error mapping (errors.ts, for
+ * unary answers and mid-stream errors alike), deadline.
  */
 import {
   Code,
@@ -9,8 +10,12 @@ import {
   type HandlerContext,
   type Interceptor,
 } from "@connectrpc/connect";
+import { type Context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { Logger } from "pino";
-import { loggerKey, requestIdHeader, requestIdKey } from "./context.js";
+import { codeLabel, type Metrics } from "../observability/metrics.js";
+import { type Tracing, traceFields } from "../observability/tracing.js";
+import { withDeadline } from "../shard/deadline.js";
+import { loggerKey, requestIdHeader, requestIdKey, spanKey } from "./context.js";
 import { toConnectError } from "./errors.js";
 
 /** The caller's own timeout, as connect parsed it from grpc-timeout / connect-timeout-ms. */
@@ -26,11 +31,60 @@ export function callGate(ctx: HandlerContext): void {
   ctx.values.set(callerTimeoutKey, ctx.timeoutMs());
 }
 
+/**
+ * Outermost: takes the caller's W3C trace context (`traceparent`), starts the call's server span as
+ * its child and runs the handler (every chunk of a stream too) inside it, so shard queries nest under
+ * it; counts the call and times it by service, method and final code (after error mapping).
+ */
+export function observationInterceptor(obs: { tracing: Tracing; metrics?: Metrics }): Interceptor {
+  const { tracing, metrics } = obs;
+  return (next) => async (req) => {
+    const service = req.service.typeName;
+    const method = req.method.name;
+    const span = tracing.startSpan(
+      `${service}/${method}`,
+      SpanKind.SERVER,
+      { "rpc.system": rpcSystem(req.header), "rpc.service": service, "rpc.method": method },
+      tracing.extract(req.header),
+    );
+    req.contextValues.set(spanKey, span);
+    metrics?.rpcStarted(service, method);
+    const started = performance.now();
+    const done = (error: unknown) => {
+      const code = error === undefined ? undefined : ConnectError.from(error).code;
+      metrics?.rpcHandled(service, method, code, (performance.now() - started) / 1000);
+      if (span.isRecording()) {
+        span.setAttribute("rpc.grpc.status_code", code ?? 0);
+        if (code !== undefined) {
+          span.setAttribute("rpc.connect_rpc.error_code", codeLabel(code));
+          span.setStatus({ code: SpanStatusCode.ERROR, message: codeLabel(code) });
+        }
+      }
+      span.end();
+    };
+    const ctx = trace.setSpan(tracing.active(), span);
+    try {
+      const res = await tracing.with(ctx, () => next(req));
+      if (!res.stream) {
+        done(undefined);
+        return res;
+      }
+      const message = tracing.enabled ? withContext(res.message, tracing, ctx) : res.message;
+      return { ...res, message: observe(message, done) };
+    } catch (e) {
+      done(e);
+      throw e;
+    }
+  };
+}
+
 /** Logs one line per call: debug when OK, warn for a caller's error, error for a server fault. */
 export function loggingInterceptor(log: Logger): Interceptor {
   return (next) => async (req) => {
+    const span = req.contextValues.get(spanKey);
     const callLog = log.child({
       requestId: req.contextValues.get(requestIdKey),
+      ...(span && traceFields(span)),
       rpc: `${req.service.typeName}/${req.method.name}`,
     });
     req.contextValues.set(loggerKey, callLog);
@@ -93,7 +147,8 @@ export function deadlineInterceptor(opts: DeadlineOptions): Interceptor {
     );
     try {
       const signal = AbortSignal.any([req.signal, deadline.signal]);
-      return await raceAbort(next({ ...req, signal }), deadline.signal);
+      // The time left also bounds the call's SQL (statement_timeout): see src/shard/deadline.ts.
+      return await withDeadline(Date.now() + ms, () => raceAbort(next({ ...req, signal }), deadline.signal));
     } finally {
       clearTimeout(timer);
     }
@@ -124,6 +179,26 @@ async function* observe<T>(source: AsyncIterable<T>, done: (error: unknown) => v
   } finally {
     done(outcome);
   }
+}
+
+/** Pulls every item of `source` with `ctx` active: a stream handler runs on its consumer's pulls. */
+function withContext<T>(source: AsyncIterable<T>, tracing: Tracing, ctx: Context): AsyncIterable<T> {
+  return {
+    [Symbol.asyncIterator]() {
+      const it = tracing.with(ctx, () => source[Symbol.asyncIterator]());
+      return {
+        next: () => tracing.with(ctx, () => it.next()),
+        return: (value?: unknown) =>
+          tracing.with(ctx, () => it.return?.(value) ?? Promise.resolve({ done: true, value: undefined })),
+        throw: (e?: unknown) => tracing.with(ctx, () => it.throw?.(e) ?? Promise.reject(e)),
+      } as AsyncIterator<T>;
+    },
+  };
+}
+
+/** The rpc.system of the call's protocol, from its content type. */
+function rpcSystem(header: Headers): string {
+  return header.get("content-type")?.startsWith("application/grpc") ? "grpc" : "connect_rpc";
 }
 
 async function* mapErrors<T>(source: AsyncIterable<T>, log: () => Logger): AsyncIterable<T> {

@@ -3,18 +3,21 @@
  * one plaintext port, with the interceptors every call goes through and a graceful drain.
  */
 import type { DescService } from "@bufbuild/protobuf";
-import { type ConnectRouter, createContextValues } from "@connectrpc/connect";
+import { type ConnectRouter, createContextValues, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
+import type { Metrics } from "../observability/metrics.js";
+import { createTracing, type Tracing } from "../observability/tracing.js";
 import { pickRequestId, requestIdHeader, requestIdKey, shutdownSignalKey } from "./context.js";
-import { withCors } from "./cors.js";
+import { type NodeHandler, withCors } from "./cors.js";
+import { composeGate, type RequestGate } from "./gate.js";
 import { createHealthState, type HealthState, registerHealth } from "./health.js";
 import {
-  callGate,
   deadlineInterceptor,
   errorMappingInterceptor,
   loggingInterceptor,
+  observationInterceptor,
 } from "./interceptors.js";
 import { createOnePort } from "./one-port.js";
 import { registerReflection } from "./reflection.js";
@@ -39,6 +42,17 @@ export interface ServerOptions {
   /** Caller deadlines of unary calls are capped at this. */
   maxTimeoutMs: number;
   logger: Logger;
+  /** Served at GET /metrics and fed by every call; unset, there is no /metrics. */
+  metrics?: Metrics;
+  /** Trace context and server spans; unset, tracing is off (trace ids from callers still reach the logs). */
+  tracing?: Tracing;
+  /**
+   * Runs before each call's request body is read (after the request id is set): authentication.
+   * Throw to reject; errors go through errors.ts. Unset: no gate (in-process tests of the server).
+   */
+  requestGate?: RequestGate;
+  /** Innermost interceptors, after the built-in ones (e.g. access rules on the parsed request). */
+  interceptors?: Interceptor[];
 }
 
 /** A server that is listening. */
@@ -80,23 +94,32 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       registerReflection(router, servedWithHealth);
     },
     // All three protocols are on by default; Connect JSON and binary both.
+    // Connect requests must state their protocol version (header, or ?connect=v1 on GET), so a
+    // plain cross-site form post or <img> GET is refused before a handler runs.
+    requireConnectProtocolHeader: true,
     readMaxBytes: opts.maxRequestBytes,
     writeMaxBytes: maxResponseBytes,
     maxTimeoutMs: maxTimerMs,
     // Deliberately no `shutdownSignal` here: connect would abort every in-flight call on drain,
     // unary ones included. Streams learn of drain through shutdownSignalKey instead.
-    requestGate: callGate,
+    requestGate: composeGate(opts.requestGate, log),
     interceptors: [
+      observationInterceptor({
+        tracing: opts.tracing ?? createTracing({ exporter: "none", endpoint: "", serviceName: "" }),
+        ...(opts.metrics && { metrics: opts.metrics }),
+      }),
       loggingInterceptor(log),
       errorMappingInterceptor(),
       deadlineInterceptor({ defaultTimeoutMs: opts.defaultTimeoutMs, maxTimeoutMs: opts.maxTimeoutMs }),
+      ...(opts.interceptors ?? []),
     ],
     contextValues: (req) =>
       createContextValues()
         .set(requestIdKey, pickRequestId(req.headers[requestIdHeader]))
         .set(shutdownSignalKey, shutdown.signal),
   });
-  const server = createOnePort({ handler: withCors(opts.corsOrigins, handler), log });
+  const rpc = withCors(opts.corsOrigins, handler);
+  const server = createOnePort({ handler: opts.metrics ? withMetrics(opts.metrics, rpc, log) : rpc, log });
   const port = await server.listen(opts.port, opts.host);
   log.info({ host: opts.host, port }, "listening");
   let drained: Promise<void> | undefined;
@@ -116,4 +139,30 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     await server.close(graceMs);
     log.info("drained");
   }
+}
+
+/**
+ * GET /metrics (Prometheus text format) ahead of the RPC routes, on HTTP/1.1 and h2c alike. Not
+ * authenticated: scrape it from inside the mesh and keep it off any public ingress.
+ */
+function withMetrics(metrics: Metrics, next: NodeHandler, log: Logger): NodeHandler {
+  return (req, res) => {
+    if (req.method !== "GET" || (req.url !== "/metrics" && !req.url?.startsWith("/metrics?"))) {
+      next(req, res);
+      return;
+    }
+    metrics.render().then(
+      ({ contentType, body }) => {
+        res.statusCode = 200;
+        res.setHeader("Content-Type", contentType);
+        res.setHeader("Cache-Control", "no-store");
+        res.end(body);
+      },
+      (err: unknown) => {
+        log.error({ err }, "rendering /metrics failed");
+        res.statusCode = 500;
+        res.end();
+      },
+    );
+  };
 }

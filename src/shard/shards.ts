@@ -3,6 +3,7 @@ import { Migrator } from "@mikro-orm/migrations";
 import { type EntityManager, MikroORM } from "@mikro-orm/postgresql";
 import type { Logger } from "pino";
 import { DomainError } from "../errors.js";
+import { remainingMs } from "./deadline.js";
 import { type IdKind, parseId } from "./ids.js";
 import { type BucketMap, bucketOfUser, contiguousBucketMap, parseBucketMap } from "./router.js";
 
@@ -14,7 +15,22 @@ export interface Shard {
   fork(): EntityManager;
   /** How many SQL statements this shard has sent since it opened (monotonic; for tests and metrics). */
   queryCount(): number;
+  /** This process's connections to the shard, from its `pg` pool (for metrics). */
+  pool(): PoolStats;
 }
+
+/** Connection counts of a shard's pool. */
+export interface PoolStats {
+  /** Open connections, busy and idle. */
+  total: number;
+  idle: number;
+  /** Queries waiting for a connection (the pool is at `max` and every connection is busy). */
+  waiting: number;
+  max: number;
+}
+
+/** Wraps every SQL statement a shard sends (tracing); `sql` has placeholders, never the values. */
+export type QueryTracer = <T>(shard: number, sql: string, run: () => Promise<T>) => Promise<T>;
 
 /** Every shard, and the router that picks one for a user id or an entity id. */
 export interface ShardSet {
@@ -40,6 +56,13 @@ export interface OpenShardsOptions {
   poolMax: number;
   bucketMap: string | null;
   logger: Logger;
+  /**
+   * The longest any statement may run (the server's maximum deadline): a cap set on every pooled
+   * connection. Inside a call, transactions get the call's own time left instead (deadline.ts).
+   */
+  statementTimeoutMs?: number;
+  /** Wraps each statement (tracing); unset, statements run as they are. */
+  traceQuery?: QueryTracer;
 }
 
 /** Opens one MikroORM per shard URL. Connections are made lazily by the pools. */
@@ -57,6 +80,10 @@ export async function openShards(options: OpenShardsOptions): Promise<ShardSet> 
         entities: options.entities,
         allowGlobalContext: false,
         pool: { min: 0, max: options.poolMax, idleTimeoutMillis: 30_000 },
+        // pg sets it on each new connection: no statement outlives the longest deadline a call may have.
+        ...(options.statementTimeoutMs
+          ? { driverOptions: { statement_timeout: options.statementTimeoutMs } }
+          : {}),
         extensions: [Migrator],
         migrations: {
           migrationsList: options.migrations,
@@ -76,7 +103,41 @@ export async function openShards(options: OpenShardsOptions): Promise<ShardSet> 
           return sql;
         },
       });
-      shards.push({ index, orm, fork: () => orm.em.fork(), queryCount: () => statements });
+      const fork = (): EntityManager => {
+        const em = orm.em.fork();
+        // The caller's deadline carried into SQL: each transaction of a fork made during a call starts
+        // with `set_config('statement_timeout', <time left>, true)`, so a write cannot wait on a lock
+        // and commit after the caller was told DEADLINE_EXCEEDED. (MikroORM's setSessionContext would
+        // do the same, but also wrap every plain read in BEGIN/COMMIT: three more round trips each.)
+        // Plain reads are bounded by the connection-wide cap (statementTimeoutMs).
+        if (remainingMs() === undefined) return em;
+        const transactional = em.transactional.bind(em) as (
+          cb: (tx: EntityManager) => Promise<unknown>,
+          opts?: object,
+        ) => Promise<unknown>;
+        (em as { transactional: unknown }).transactional = (
+          cb: (tx: EntityManager) => Promise<unknown>,
+          opts?: object,
+        ) =>
+          transactional(async (tx) => {
+            const left = remainingMs();
+            if (left !== undefined)
+              await tx.execute("select set_config('statement_timeout', ?, true)", [String(left)]);
+            return cb(tx);
+          }, opts);
+        return em;
+      };
+      const connection = orm.em.getConnection();
+      // MikroORM 7 runs `pg` under kysely; the Pool exposes its counts (totalCount, idleCount, waitingCount).
+      const pg = await connection.getNativeClient();
+      if (options.traceQuery) traceStatements(connection, index, options.traceQuery);
+      const pool = (): PoolStats => ({
+        total: pg.totalCount,
+        idle: pg.idleCount,
+        waiting: pg.waitingCount,
+        max: options.poolMax,
+      });
+      shards.push({ index, orm, fork, queryCount: () => statements, pool });
     }
   } catch (e) {
     await Promise.allSettled(shards.map((s) => s.orm.close(true)));
@@ -111,6 +172,25 @@ export async function openShards(options: OpenShardsOptions): Promise<ShardSet> 
     async close() {
       await Promise.allSettled(shards.map((s) => s.orm.close(true)));
     },
+  };
+}
+
+/** What `traceStatements` replaces: Connection#executeQuery, protected in MikroORM's typings. */
+type ExecuteQuery = <T>(sql: string, run: () => Promise<T>, context?: { query?: unknown }) => Promise<T>;
+
+/**
+ * Puts `trace` around every statement of the connection. MikroORM has no public hook that spans a
+ * statement (onQuery runs before it, the query logger after it), so its one choke point,
+ * `executeQuery` (em.execute, entity loads, flushes, query builders; not BEGIN/COMMIT), is wrapped on
+ * this instance. The traced text is the statement with its `?` placeholders (`context.query`), never
+ * the formatted one with the values inlined.
+ */
+function traceStatements(connection: object, shard: number, trace: QueryTracer): void {
+  const target = connection as { executeQuery: ExecuteQuery };
+  const original = target.executeQuery.bind(connection) as ExecuteQuery;
+  target.executeQuery = (sql, run, context) => {
+    const text = typeof context?.query === "string" ? context.query : "";
+    return trace(shard, text, () => original(sql, run, context));
   };
 }
 

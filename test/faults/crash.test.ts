@@ -11,6 +11,7 @@ import type { App } from "../../src/app.js";
 import { SAGA_FAULT_POINTS } from "../../src/config.js";
 import { createSweeper } from "../../src/reservation/sweeper.js";
 import { startTestApp, unique } from "../harness/app.js";
+import { bearer, testAuthEnv } from "../harness/auth.js";
 import { client, transportFor } from "../harness/clients.js";
 import { rejection } from "../harness/errors.js";
 import { migrateShards } from "../harness/global-setup.js";
@@ -85,6 +86,7 @@ function startMain(env: Record<string, string>): Main {
       LOCK_TTL_MS: "1000",
       LOG_LEVEL: "info",
       FAULT_POINT: "",
+      ...testAuthEnv,
       ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],
@@ -111,7 +113,7 @@ function startMain(env: Record<string, string>): Main {
 }
 
 const rpc = (port: number) => {
-  const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` });
+  const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}`, interceptors: [bearer()] });
   return { res: createClient(ReservationService, transport), inv: createClient(InventoryService, transport) };
 };
 

@@ -21,6 +21,7 @@ import { createOrderService } from "../../src/order/order.service.js";
 import { createReservationService } from "../../src/reservation/reservation.service.js";
 import { createSweeper } from "../../src/reservation/sweeper.js";
 import { startTestApp, unique } from "../harness/app.js";
+import { bearer, testAuthEnv } from "../harness/auth.js";
 import { client, transportFor } from "../harness/clients.js";
 import { rejection } from "../harness/errors.js";
 import { migrateShards } from "../harness/global-setup.js";
@@ -74,6 +75,7 @@ function startFaulty(point: (typeof ORDER_FAULT_POINTS)[number]) {
       SWEEP_INTERVAL_MS: "3600000", // the crash must be repaired by someone else
       LOG_LEVEL: "info",
       FAULT_POINT: point,
+      ...testAuthEnv,
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -100,7 +102,10 @@ function startFaulty(point: (typeof ORDER_FAULT_POINTS)[number]) {
 }
 
 const ordersOn = (port: number) =>
-  createClient(OrderService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` }));
+  createClient(
+    OrderService,
+    createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}`, interceptors: [bearer()] }),
+  );
 
 type Row = Record<string, unknown>;
 

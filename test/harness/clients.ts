@@ -1,5 +1,5 @@
 import type { DescService } from "@bufbuild/protobuf";
-import { type Client, createClient, type Transport } from "@connectrpc/connect";
+import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import {
   createConnectTransport,
   createGrpcTransport,
@@ -7,15 +7,28 @@ import {
 } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
+import { bearer, defaultTestToken } from "./auth.js";
 
-/** The transports every service suite runs over: the same calls, every protocol, real sockets. */
-export function transports(port: number): Record<string, Transport> {
+/**
+ * The transports every service suite runs over: the same calls, every protocol, real sockets. Calls
+ * carry the default operator + service token (test/harness/auth.ts) unless they set `authorization`
+ * themselves; `interceptors` replaces that (pass [] for calls without a token).
+ */
+export function transports(
+  port: number,
+  interceptors: Interceptor[] = [bearer()],
+): Record<string, Transport> {
   const baseUrl = `http://127.0.0.1:${port}`;
   return {
-    "connect-json-http1": createConnectTransport({ baseUrl, httpVersion: "1.1" }),
-    "connect-binary-h2c": createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true }),
-    "grpc-h2c": createGrpcTransport({ baseUrl }),
-    "grpc-web-http1": createGrpcWebTransport({ baseUrl, httpVersion: "1.1" }),
+    "connect-json-http1": createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors }),
+    "connect-binary-h2c": createConnectTransport({
+      baseUrl,
+      httpVersion: "2",
+      useBinaryFormat: true,
+      interceptors,
+    }),
+    "grpc-h2c": createGrpcTransport({ baseUrl, interceptors }),
+    "grpc-web-http1": createGrpcWebTransport({ baseUrl, httpVersion: "1.1", interceptors }),
   };
 }
 
@@ -56,7 +69,18 @@ export function grpcJsClient(port: number, protoFile: string, serviceName: strin
   const ctor = serviceName
     .split(".")
     .reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], pkg) as grpc.ServiceClientConstructor;
-  const raw = new ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  // Every call carries the default test token as metadata, unless it sets its own.
+  const withToken: grpc.Interceptor = (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        if (metadata.get("authorization").length === 0)
+          metadata.set("authorization", `Bearer ${defaultTestToken()}`);
+        next(metadata, listener);
+      },
+    });
+  const raw = new ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
+    interceptors: [withToken],
+  });
   const call = <Res = Record<string, unknown>>(method: string, request: object): Promise<Res> =>
     new Promise((resolve, reject) => {
       (

@@ -10,13 +10,22 @@ export default class SummaryReporter implements Reporter {
     let failed = 0;
     let skipped = 0;
     for (const mod of testModules) {
+      let modFailed = 0;
+      let modNotRun = 0;
       for (const test of mod.children.allTests()) {
         const state = test.result().state;
         if (state === "passed") passed++;
-        else if (state === "failed") failed++;
-        else skipped++;
+        else if (state === "failed") modFailed++;
+        else modNotRun++;
       }
-      if (mod.state() === "failed" && [...mod.children.allTests()].length === 0) failed++;
+      // A file that failed outside its tests (a beforeAll, an import) leaves them "skipped": they did
+      // not run because something broke, so they count as failed (at least one for the file).
+      if (mod.state() === "failed" && modFailed === 0) {
+        modFailed = Math.max(1, modNotRun);
+        modNotRun = 0;
+      }
+      failed += modFailed;
+      skipped += modNotRun;
     }
     process.stdout.write(`\ntests: ${passed} passed, ${failed} failed, ${skipped} skipped\n`);
   }

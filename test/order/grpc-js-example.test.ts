@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InventoryService } from "../../gen/shop/inventory/v1/inventory_pb.js";
 import type { App } from "../../src/app.js";
 import { startTestApp, unique } from "../harness/app.js";
+import { token } from "../harness/auth.js";
 import { client, transportFor } from "../harness/clients.js";
 import { seedProduct } from "../inventory/seed.js";
 
@@ -23,7 +24,10 @@ describe("docs/examples/grpc-js-order.mjs", () => {
     const { stdout } = await promisify(execFile)(
       process.execPath,
       ["docs/examples/grpc-js-order.mjs", p.id, `127.0.0.1:${app.port}`],
-      { timeout: 20_000 },
+      {
+        timeout: 20_000,
+        env: { ...process.env, SHOP_TOKEN: token({ sub: "checkout", scopes: ["service"] }) },
+      },
     );
     const lines = stdout.trim().split("\n");
     expect(lines[0]).toMatch(/^order ord_\S+ SO-\d{8}-\S+ ORDER_STATUS_PENDING total 1299 EUR$/);

@@ -6,6 +6,7 @@ import { InventoryService } from "../../gen/shop/inventory/v1/inventory_pb.js";
 import { type OrderEvent, OrderService, OrderStatus } from "../../gen/shop/order/v1/order_pb.js";
 import type { App } from "../../src/app.js";
 import { startTestApp, unique } from "../harness/app.js";
+import { bearer } from "../harness/auth.js";
 import { client, transportFor } from "../harness/clients.js";
 import { seedProduct } from "../inventory/seed.js";
 import { userOnShard } from "../reservation/seed.js";
@@ -44,7 +45,10 @@ describe("1,000 concurrent watchers", () => {
     const inv = client(InventoryService, transportFor("grpc-h2c", app.port));
     // One connection per transport (connect-node keeps one HTTP/2 session per transport).
     const watchClients: Client<typeof OrderService>[] = Array.from({ length: CONNECTIONS }, () =>
-      createClient(OrderService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${app.port}` })),
+      createClient(
+        OrderService,
+        createGrpcTransport({ baseUrl: `http://127.0.0.1:${app.port}`, interceptors: [bearer()] }),
+      ),
     );
 
     const orders = await Promise.all(

@@ -8,11 +8,12 @@ import { InventoryService } from "../../gen/shop/inventory/v1/inventory_pb.js";
 import { connectPg } from "../../src/embedded/pg-client.js";
 import { bucketOfUser, contiguousBucketMap } from "../../src/shard/router.js";
 import { unique } from "../harness/app.js";
+import { bearer, testAuthEnv } from "../harness/auth.js";
 
 /** Runs `npm start`'s entry point as a real child process, the way an operator does. */
 function startMain(env: Record<string, string>): ChildProcess {
   return spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
-    env: { ...process.env, LOG_LEVEL: "info", ...env },
+    env: { ...process.env, LOG_LEVEL: "info", ...testAuthEnv, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
 }
@@ -50,7 +51,7 @@ describe("the service process", () => {
       REDIS_URLS: inject("redisUrls").join(","),
     });
     const port = await servingPort(child);
-    const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` });
+    const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}`, interceptors: [bearer()] });
     const health = createClient(Health, transport);
     expect((await health.check({ service: "" })).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
     expect((await health.check({ service: "shop.inventory.v1.InventoryService" })).status).toBe(

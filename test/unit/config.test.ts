@@ -1,5 +1,6 @@
+import { generateKeyPairSync } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "../../src/config.js";
+import { ConfigError, loadConfig, requireAuthConfigured } from "../../src/config.js";
 
 function errorOf(env: Record<string, string>): ConfigError {
   try {
@@ -38,6 +39,15 @@ describe("loadConfig", () => {
       intentTimeoutMs: 60_000,
       streamHeartbeatMs: 15_000,
       faultPoint: null,
+      otelExporter: "none",
+      otelEndpoint: "http://localhost:4318",
+      otelServiceName: "shop-mesh",
+      authJwksUrl: null,
+      authPublicKeys: null,
+      authIssuer: null,
+      authAudience: null,
+      authAlgorithms: ["RS256", "ES256", "EdDSA"],
+      authDev: false,
     });
   });
 
@@ -74,6 +84,13 @@ describe("loadConfig", () => {
       INTENT_TIMEOUT_MS: "2000",
       STREAM_HEARTBEAT_MS: "500",
       FAULT_POINT: "after_intent",
+      OTEL_EXPORTER: "otlp",
+      OTEL_EXPORTER_OTLP_ENDPOINT: "https://collector.mesh:4318/",
+      OTEL_SERVICE_NAME: "shop-orders",
+      AUTH_JWKS_URL: "https://id.shop.example/.well-known/jwks.json",
+      AUTH_ISSUER: "https://id.shop.example/",
+      AUTH_AUDIENCE: "shop-mesh",
+      AUTH_ALGORITHMS: "ES256, EdDSA",
     });
     expect(config).toEqual({
       port: 0,
@@ -100,6 +117,15 @@ describe("loadConfig", () => {
       intentTimeoutMs: 2_000,
       streamHeartbeatMs: 500,
       faultPoint: "after_intent",
+      otelExporter: "otlp",
+      otelEndpoint: "https://collector.mesh:4318",
+      otelServiceName: "shop-orders",
+      authJwksUrl: "https://id.shop.example/.well-known/jwks.json",
+      authPublicKeys: null,
+      authIssuer: "https://id.shop.example/",
+      authAudience: "shop-mesh",
+      authAlgorithms: ["ES256", "EdDSA"],
+      authDev: false,
     });
   });
 
@@ -162,6 +188,14 @@ describe("loadConfig", () => {
     ],
     ["RESERVATION_MAX_TTL_S", "1e3", "RESERVATION_MAX_TTL_S: must be an integer 1-604800"],
     ["SWEEP_INTERVAL_MS", "fast", "SWEEP_INTERVAL_MS: must be an integer 100-3600000"],
+    ["OTEL_EXPORTER", "jaeger", "OTEL_EXPORTER: must be one of none|otlp"],
+    [
+      "OTEL_EXPORTER_OTLP_ENDPOINT",
+      "grpc://collector:4317",
+      'OTEL_EXPORTER_OTLP_ENDPOINT: has scheme "grpc:", expected http:// or https://',
+    ],
+    ["OTEL_EXPORTER_OTLP_ENDPOINT", "collector", "OTEL_EXPORTER_OTLP_ENDPOINT: is not a valid http URL"],
+    ["OTEL_SERVICE_NAME", "shop mesh", "OTEL_SERVICE_NAME: must not contain spaces"],
   ])("rejects %s=%j, naming the setting", (setting, value, message) => {
     const error = errorOf({ [setting]: value });
     expect(error.setting).toBe(setting);
@@ -192,5 +226,77 @@ describe("loadConfig", () => {
       expect(error.message).not.toContain("hunter2");
     }
     expect(errorOf({ REDIS_URLS: "redis://:hunter2@r:6379,nope" }).message).not.toContain("hunter2");
+    expect(errorOf({ OTEL_EXPORTER_OTLP_ENDPOINT: "ftp://u:hunter2@c" }).message).not.toContain("hunter2");
+  });
+});
+
+describe("auth settings", () => {
+  const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const pem = publicKey.export({ format: "pem", type: "spki" }).toString();
+  const jwks = JSON.stringify({ keys: [publicKey.export({ format: "jwk" })] });
+  const withIdentity = { AUTH_ISSUER: "iss", AUTH_AUDIENCE: "aud" };
+
+  it("accepts inline keys as a JWKS or a PEM public key (also with \\n escapes)", () => {
+    expect(loadConfig({ AUTH_PUBLIC_KEYS: jwks, ...withIdentity }).authPublicKeys).toBe(jwks);
+    expect(loadConfig({ AUTH_PUBLIC_KEYS: pem, ...withIdentity }).authPublicKeys).toBe(pem.trim());
+    const escaped = pem.trim().replaceAll("\n", "\\n");
+    expect(loadConfig({ AUTH_PUBLIC_KEYS: escaped, ...withIdentity }).authPublicKeys).toBe(escaped);
+  });
+
+  it("refuses to serve with no keys unless dev mode is asked for, naming the settings", () => {
+    const error = (() => {
+      try {
+        requireAuthConfigured(loadConfig({}));
+      } catch (e) {
+        return e as ConfigError;
+      }
+      throw new Error("expected a ConfigError");
+    })();
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error.message).toContain("AUTH_JWKS_URL");
+    expect(error.message).toContain("AUTH_PUBLIC_KEYS");
+    expect(error.message).toContain("AUTH_DEV=true");
+    expect(() => requireAuthConfigured(loadConfig({ AUTH_DEV: "true" }))).not.toThrow();
+    expect(() =>
+      requireAuthConfigured(loadConfig({ AUTH_PUBLIC_KEYS: jwks, ...withIdentity })),
+    ).not.toThrow();
+  });
+
+  it.each([
+    ["AUTH_ALGORITHMS", { AUTH_ALGORITHMS: "none" }, '"none" is refused'],
+    ["AUTH_ALGORITHMS", { AUTH_ALGORITHMS: "ES256,HS256" }, '"HS256" is refused'],
+    ["AUTH_ALGORITHMS", { AUTH_ALGORITHMS: "XX1" }, 'unknown algorithm "XX1"'],
+    ["AUTH_DEV", { AUTH_DEV: "yes" }, "AUTH_DEV: must be true or false"],
+    ["AUTH_JWKS_URL", { AUTH_JWKS_URL: "ftp://id/jwks" }, 'AUTH_JWKS_URL: has scheme "ftp:"'],
+    ["AUTH_PUBLIC_KEYS", { AUTH_PUBLIC_KEYS: "{}", ...withIdentity }, "non-empty"],
+    ["AUTH_PUBLIC_KEYS", { AUTH_PUBLIC_KEYS: "hunter2", ...withIdentity }, "must be a JWKS"],
+    [
+      "AUTH_PUBLIC_KEYS",
+      { AUTH_PUBLIC_KEYS: privateKey.export({ format: "pem", type: "pkcs8" }).toString(), ...withIdentity },
+      "must be a PEM public key",
+    ],
+    [
+      "AUTH_PUBLIC_KEYS",
+      { AUTH_PUBLIC_KEYS: JSON.stringify({ keys: [privateKey.export({ format: "jwk" })] }), ...withIdentity },
+      'no "d"',
+    ],
+    [
+      "AUTH_PUBLIC_KEYS",
+      { AUTH_PUBLIC_KEYS: JSON.stringify({ keys: [{ kty: "oct", k: "aHVudGVyMg" }] }), ...withIdentity },
+      'not "oct"',
+    ],
+    ["AUTH_ISSUER", { AUTH_PUBLIC_KEYS: jwks, AUTH_AUDIENCE: "aud" }, "AUTH_ISSUER: is required"],
+    ["AUTH_AUDIENCE", { AUTH_PUBLIC_KEYS: jwks, AUTH_ISSUER: "iss" }, "AUTH_AUDIENCE: is required"],
+    ["AUTH_DEV", { AUTH_PUBLIC_KEYS: jwks, ...withIdentity, AUTH_DEV: "true" }, "AUTH_DEV: dev mode"],
+    [
+      "AUTH_PUBLIC_KEYS",
+      { AUTH_PUBLIC_KEYS: jwks, AUTH_JWKS_URL: "https://id/jwks", ...withIdentity },
+      "not both",
+    ],
+  ])("rejects bad %s, naming it", (setting, env, message) => {
+    const error = errorOf(env as Record<string, string>);
+    expect(error.setting).toBe(setting);
+    expect(error.message).toContain(message);
+    expect(error.message).not.toContain("hunter2");
   });
 });

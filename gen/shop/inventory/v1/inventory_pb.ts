@@ -1053,6 +1053,10 @@ export const StockMovementKindSchema: GenEnum<StockMovementKind> = /*@__PURE__*/
  * ALREADY_EXISTS (the seller already has that sku), DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED (message
  * too large). No answer ever carries SQL, a host name or a stack trace.
  *
+ * Every RPC needs a bearer JWT in `authorization` (docs/auth.md): UNAUTHENTICATED when it is missing,
+ * expired or invalid (checked before the request body is read); PERMISSION_DENIED when the caller's
+ * scopes do not allow the call (operator RPCs, another seller's product, another user's lists).
+ *
  * @generated from service shop.inventory.v1.InventoryService
  */
 export const InventoryService: GenService<{

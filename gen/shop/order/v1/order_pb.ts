@@ -1475,6 +1475,10 @@ export const OrderSortSchema: GenEnum<OrderSort> = /*@__PURE__*/
  * stock, refund beyond what was paid), ABORTED (stale expected_version, or an idempotency key still in
  * flight: retry), UNAVAILABLE (a shard or Redis is down), DEADLINE_EXCEEDED.
  *
+ * Every RPC needs a bearer JWT in `authorization` (docs/auth.md): UNAUTHENTICATED when it is missing,
+ * expired or invalid (checked before the request body is read); PERMISSION_DENIED when the caller's
+ * scopes do not allow the call (operator RPCs, another seller's product, another user's lists).
+ *
  * @generated from service shop.order.v1.OrderService
  */
 export const OrderService: GenService<{

@@ -527,6 +527,10 @@ export const ReservationStatusSchema: GenEnum<ReservationStatus> = /*@__PURE__*/
  * reservation expired or released), ABORTED (lock contention or an idempotency key still in flight:
  * retry), UNAVAILABLE (a shard or the Redis lock quorum is down), DEADLINE_EXCEEDED.
  *
+ * Every RPC needs a bearer JWT in `authorization` (docs/auth.md): UNAUTHENTICATED when it is missing,
+ * expired or invalid (checked before the request body is read); PERMISSION_DENIED when the caller's
+ * scopes do not allow the call (operator RPCs, another seller's product, another user's lists).
+ *
  * @generated from service shop.reservation.v1.ReservationService
  */
 export const ReservationService: GenService<{
