@@ -8,12 +8,14 @@ import { OrderService } from "../gen/shop/order/v1/order_pb.js";
 import { ReservationService } from "../gen/shop/reservation/v1/reservation_pb.js";
 import type { DevTokens } from "./auth/dev.js";
 import { createServerAuth } from "./auth/gate.js";
+import { principalKey } from "./auth/principal.js";
 import { setupAuth } from "./auth/setup.js";
 import type { Config } from "./config.js";
 import { IdempotencyRecord } from "./idempotency/idempotency.entity.js";
 import { inventoryEntities } from "./inventory/inventory.entity.js";
 import { inventoryHandler } from "./inventory/inventory.handler.js";
 import { createInventoryService } from "./inventory/inventory.service.js";
+import { createRateLimit, type RateLimit } from "./limits/rate-limit.js";
 import { createStockLocks, type StockLocks } from "./lock/locks.js";
 import { migrations } from "./migrations/index.js";
 import { createMetrics } from "./observability/metrics.js";
@@ -94,6 +96,7 @@ export async function createApp(
   let locks: StockLocks | undefined;
   let bus: OrderBus | undefined;
   let hub: WatchHub | undefined;
+  let limits: RateLimit | undefined;
   try {
     if (config.migrateOnStart) await shards.migrateAll();
     locks = createStockLocks({
@@ -135,6 +138,14 @@ export async function createApp(
       { intervalMs: config.sweepIntervalMs, intentTimeoutSeconds: config.intentTimeoutMs / 1000 },
     );
     metrics.observeSweeper(sweeper.counts);
+    const rateLimit = createRateLimit({
+      redisUrl: config.redisUrls[0] as string,
+      userPerSecond: config.rateLimitUserRps,
+      servicePerSecond: config.rateLimitServiceRps,
+      logger,
+    });
+    limits = rateLimit;
+    await rateLimit.ready(2000);
     const access = createServerAuth(
       auth.verifier,
       { sellerOf: async (productId) => (await inventory.getProduct(productId)).sellerId },
@@ -170,7 +181,13 @@ export async function createApp(
       logger,
       metrics,
       tracing,
-      requestGate: access.gate,
+      // Authenticate first (the allowance is per principal), then count the call: both before the
+      // request body is read.
+      requestGate: async (ctx) => {
+        await access.gate(ctx);
+        const principal = ctx.values.get(principalKey);
+        if (principal) await rateLimit.take(principal);
+      },
       interceptors: [access.interceptor],
     });
     for (const service of served) server.health.set(service.typeName, "SERVING");
@@ -192,12 +209,24 @@ export async function createApp(
         await sweeper.stop();
         await server.drain(config.drainTimeoutMs);
         await watchHub.close();
-        await Promise.allSettled([shards.close(), lockClient.close(), orderBus.close(), tracing.shutdown()]);
+        await Promise.allSettled([
+          shards.close(),
+          lockClient.close(),
+          orderBus.close(),
+          rateLimit.close(),
+          tracing.shutdown(),
+        ]);
       },
     };
   } catch (e) {
     await hub?.close().catch(() => undefined);
-    await Promise.allSettled([shards.close(), locks?.close(), bus?.close(), tracing.shutdown()]);
+    await Promise.allSettled([
+      shards.close(),
+      locks?.close(),
+      bus?.close(),
+      limits?.close(),
+      tracing.shutdown(),
+    ]);
     throw e;
   }
 }

@@ -39,6 +39,8 @@ export interface Config {
   readonly sweepIntervalMs: number;
   readonly intentTimeoutMs: number;
   readonly streamHeartbeatMs: number;
+  readonly rateLimitUserRps: number;
+  readonly rateLimitServiceRps: number;
   readonly faultPoint: FaultPointName | null;
   /** Where finished spans go: nowhere (no-op tracer), or OTLP over HTTP. */
   readonly otelExporter: OtelExporter;
@@ -279,6 +281,10 @@ const schema = z.object({
   INTENT_TIMEOUT_MS: integer(1_000, 3_600_000).default(60_000),
   /** How often an idle watch stream sends a heartbeat (and re-checks the database for missed events), in ms. */
   STREAM_HEARTBEAT_MS: integer(100, 300_000).default(15_000),
+  /** Calls per second per plain user (token without operator/service scope), over all instances; 0 = no limit. */
+  RATE_LIMIT_USER_RPS: integer(0, 1_000_000).default(50),
+  /** Calls per second per service or operator principal, over all instances; 0 = no limit. */
+  RATE_LIMIT_SERVICE_RPS: integer(0, 1_000_000).default(0),
   /** Fault tests only: SIGKILL the process at this point of a cross-shard reservation. Never set it in production. */
   FAULT_POINT: oneOf(FAULT_POINTS).optional(),
   /** Trace exporter: none (traces off; incoming trace ids still reach the logs) or otlp (OTLP over HTTP). */
@@ -356,6 +362,8 @@ export function loadConfig(env: Env = process.env): Config {
     sweepIntervalMs: e.SWEEP_INTERVAL_MS,
     intentTimeoutMs: e.INTENT_TIMEOUT_MS,
     streamHeartbeatMs: e.STREAM_HEARTBEAT_MS,
+    rateLimitUserRps: e.RATE_LIMIT_USER_RPS,
+    rateLimitServiceRps: e.RATE_LIMIT_SERVICE_RPS,
     faultPoint: e.FAULT_POINT ?? null,
     otelExporter: e.OTEL_EXPORTER,
     otelEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,

@@ -18,6 +18,7 @@ export type ErrorReason =
   | "deadline_exceeded" // the caller's deadline passed while we worked
   | "unauthenticated" // no valid bearer token (missing, expired, wrong issuer/audience/signature)
   | "permission_denied" // the caller may not do this
+  | "rate_limited" // the caller made more calls than its per-second allowance
   | "unimplemented"; // the RPC is part of the contract but not served yet
 
 export interface DomainErrorOptions {

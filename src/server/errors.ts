@@ -27,6 +27,7 @@ export const reasonCodes: Readonly<Record<ErrorReason, Code>> = {
   deadline_exceeded: Code.DeadlineExceeded,
   unauthenticated: Code.Unauthenticated,
   permission_denied: Code.PermissionDenied,
+  rate_limited: Code.ResourceExhausted,
   unimplemented: Code.Unimplemented,
 };
 
