@@ -135,7 +135,11 @@ export async function createApp(
     });
     const sweeper = createSweeper(
       { shards, logger, repairOrders: (shard, olderThan) => orders.repairShard(shard, olderThan) },
-      { intervalMs: config.sweepIntervalMs, intentTimeoutSeconds: config.intentTimeoutMs / 1000 },
+      {
+        intervalMs: config.sweepIntervalMs,
+        intentTimeoutSeconds: config.intentTimeoutMs / 1000,
+        idempotencyRetentionSeconds: config.idempotencyRetentionH * 3600,
+      },
     );
     metrics.observeSweeper(sweeper.counts);
     const rateLimit = createRateLimit({

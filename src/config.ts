@@ -39,6 +39,7 @@ export interface Config {
   readonly sweepIntervalMs: number;
   readonly intentTimeoutMs: number;
   readonly streamHeartbeatMs: number;
+  readonly idempotencyRetentionH: number;
   readonly rateLimitUserRps: number;
   readonly rateLimitServiceRps: number;
   readonly faultPoint: FaultPointName | null;
@@ -281,6 +282,8 @@ const schema = z.object({
   INTENT_TIMEOUT_MS: integer(1_000, 3_600_000).default(60_000),
   /** How often an idle watch stream sends a heartbeat (and re-checks the database for missed events), in ms. */
   STREAM_HEARTBEAT_MS: integer(100, 300_000).default(15_000),
+  /** Finished idempotency records are kept this long (hours); a replay after that is a new request. */
+  IDEMPOTENCY_RETENTION_H: integer(1, 8_760).default(72),
   /** Calls per second per plain user (token without operator/service scope), over all instances; 0 = no limit. */
   RATE_LIMIT_USER_RPS: integer(0, 1_000_000).default(50),
   /** Calls per second per service or operator principal, over all instances; 0 = no limit. */
@@ -362,6 +365,7 @@ export function loadConfig(env: Env = process.env): Config {
     sweepIntervalMs: e.SWEEP_INTERVAL_MS,
     intentTimeoutMs: e.INTENT_TIMEOUT_MS,
     streamHeartbeatMs: e.STREAM_HEARTBEAT_MS,
+    idempotencyRetentionH: e.IDEMPOTENCY_RETENTION_H,
     rateLimitUserRps: e.RATE_LIMIT_USER_RPS,
     rateLimitServiceRps: e.RATE_LIMIT_SERVICE_RPS,
     faultPoint: e.FAULT_POINT ?? null,

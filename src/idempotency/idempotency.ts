@@ -53,6 +53,28 @@ export async function checkKeyMatches(em: EntityManager, claim: IdempotencyClaim
     throw invalidArgument("idempotency_key", "was already used with a different request");
 }
 
+/**
+ * Deletes up to `limit` finished records older than `olderThanSeconds` (database clock) and returns
+ * how many. Records still claimed by running work (no answer yet, or a `$pending` saga marker) are
+ * kept whatever their age: their work may still complete or be taken over by a replay.
+ */
+export async function expireRecords(
+  em: EntityManager,
+  olderThanSeconds: number,
+  limit: number,
+): Promise<number> {
+  const res = await em.execute<{ affectedRows: number }>(
+    `delete from idempotency_records where (scope, key) in (
+       select scope, key from idempotency_records
+       where created_at < now() - make_interval(secs => ?)
+         and response <> 'null'::jsonb and response ->> '$pending' is null
+       order by created_at limit ?)`,
+    [olderThanSeconds, limit],
+    "run",
+  );
+  return res.affectedRows;
+}
+
 /** What a claim found: a fresh key (now held by the caller's transaction), a finished answer, or work still running. */
 export type ClaimResult =
   | { state: "new" }

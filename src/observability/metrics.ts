@@ -34,6 +34,7 @@ export interface SweeperSource {
   failedIntents: number;
   orphanHoldsReleased: number;
   ordersRepaired: number;
+  idempotencyRecordsExpired: number;
   passes: number;
   errors: number;
 }
@@ -106,6 +107,7 @@ export function createMetrics(): Metrics {
     ["failed_intents", (c) => c.failedIntents],
     ["orphan_holds_released", (c) => c.orphanHoldsReleased],
     ["orders_repaired", (c) => c.ordersRepaired],
+    ["idempotency_records_expired", (c) => c.idempotencyRecordsExpired],
     ["errors", (c) => c.errors],
     ["passes", (c) => c.passes],
   ];

@@ -1,5 +1,6 @@
 import type { EntityManager } from "@mikro-orm/postgresql";
 import type { Logger } from "pino";
+import { expireRecords } from "../idempotency/idempotency.js";
 import { settleHolds } from "../inventory/holds.repository.js";
 import { parseId } from "../shard/ids.js";
 import type { Shard, ShardSet } from "../shard/shards.js";
@@ -14,6 +15,8 @@ export interface SweepCounts {
   orphanHoldsReleased: number;
   /** Orders whose stock step (sell after creation, return after a cancel) the repair pass finished. */
   ordersRepaired: number;
+  /** Finished idempotency records deleted after IDEMPOTENCY_RETENTION_H. */
+  idempotencyRecordsExpired: number;
   passes: number;
   errors: number;
 }
@@ -22,6 +25,8 @@ export interface SweeperOptions {
   intervalMs: number;
   /** A PENDING reservation older than this is a crashed saga: failed and its holds released. */
   intentTimeoutSeconds: number;
+  /** Finished idempotency records older than this are deleted (a replay after it is a new request). */
+  idempotencyRetentionSeconds?: number;
   batchSize?: number;
 }
 
@@ -48,6 +53,7 @@ export function createSweeper(
     failedIntents: 0,
     orphanHoldsReleased: 0,
     ordersRepaired: 0,
+    idempotencyRecordsExpired: 0,
     passes: 0,
     errors: 0,
   };
@@ -111,7 +117,13 @@ export function createSweeper(
     for (const shard of shards.shards) {
       try {
         // Each step is counted as soon as it is done: a later step failing does not hide it.
-        const done = { expired: 0, failedIntents: 0, orphanHoldsReleased: 0, ordersRepaired: 0 };
+        const done = {
+          expired: 0,
+          failedIntents: 0,
+          orphanHoldsReleased: 0,
+          ordersRepaired: 0,
+          idempotencyRecordsExpired: 0,
+        };
         try {
           done.expired = await endBatch(shard, "expired");
           counts.expired += done.expired;
@@ -121,6 +133,14 @@ export function createSweeper(
           counts.orphanHoldsReleased += done.orphanHoldsReleased;
           done.ordersRepaired = (await deps.repairOrders?.(shard, options.intentTimeoutSeconds)) ?? 0;
           counts.ordersRepaired += done.ordersRepaired;
+          if (options.idempotencyRetentionSeconds !== undefined) {
+            done.idempotencyRecordsExpired = await expireRecords(
+              shard.fork(),
+              options.idempotencyRetentionSeconds,
+              10 * batch,
+            );
+            counts.idempotencyRecordsExpired += done.idempotencyRecordsExpired;
+          }
         } finally {
           if (Object.values(done).some((n) => n > 0)) logger.info({ shard: shard.index, ...done }, "sweep");
         }

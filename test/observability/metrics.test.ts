@@ -149,6 +149,7 @@ describe("GET /metrics", () => {
       failed_intents: counts.failedIntents,
       orphan_holds_released: counts.orphanHoldsReleased,
       orders_repaired: counts.ordersRepaired,
+      idempotency_records_expired: counts.idempotencyRecordsExpired,
       errors: counts.errors,
       passes: counts.passes,
     });
