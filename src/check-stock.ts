@@ -1,6 +1,6 @@
 import { checkShardStock } from "./inventory/inventory.queries.js";
 import { runOperatorCommand } from "./operator.js";
-import { checkOrders } from "./order/order.repository.js";
+import { checkOrders } from "./order/order-check.js";
 
 /**
  * `npm run check-stock`: checks the stock invariant and the order bookkeeping (totals = sum of

@@ -1,11 +1,7 @@
-import { create } from "@bufbuild/protobuf";
-import { type Timestamp, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { Money as MoneyMsg } from "../../gen/shop/common/v1/money_pb.js";
 import {
-  type OrderEvent,
-  OrderEventSchema,
-  OrderSchema,
   type OrderService as OrderServiceDesc,
   OrderSort,
   OrderStatus,
@@ -25,33 +21,13 @@ import {
   IDEMPOTENCY_KEY_RULE,
   USER_ID_RULE,
 } from "../validation.js";
-import { decodeEventCursor, encodeEventCursor } from "./event-cursor.js";
-import type {
-  OrderEventView,
-  OrderView,
-  PaymentStatus as PayStatus,
-  OrderStatus as Status,
-} from "./order.model.js";
+import { decodeEventCursor } from "./event-cursor.js";
+import { eventMsg, orderMsg, PAYMENT_FROM_PROTO, STATUS_FROM_PROTO, watchMessage } from "./order.messages.js";
+import type { OrderStatus as Status } from "./order.model.js";
 import { OPERATOR_ACTOR } from "./order.model.js";
 import { ORDER_LIMITS as L } from "./order.rules.js";
 import type { OrderService } from "./order.service.js";
-import type { WatchHub, WatchItem } from "./watch.js";
-
-const STATUS: Record<Status, OrderStatus> = {
-  pending: OrderStatus.PENDING,
-  confirmed: OrderStatus.CONFIRMED,
-  processing: OrderStatus.PROCESSING,
-  shipped: OrderStatus.SHIPPED,
-  delivered: OrderStatus.DELIVERED,
-  cancelled: OrderStatus.CANCELLED,
-};
-const STATUS_FROM_PROTO = new Map(Object.entries(STATUS).map(([k, v]) => [v, k as Status]));
-const PAYMENT: Record<PayStatus, PaymentStatus> = {
-  authorized: PaymentStatus.AUTHORIZED,
-  captured: PaymentStatus.CAPTURED,
-  failed: PaymentStatus.FAILED,
-};
-const PAYMENT_FROM_PROTO = new Map(Object.entries(PAYMENT).map(([k, v]) => [v, k as PayStatus]));
+import type { WatchHub } from "./watch.js";
 
 /** The OrderService edge: protobuf in, validated plain values to the service, protobuf out. */
 export function orderHandler(service: OrderService, hub: WatchHub): ServiceImpl<typeof OrderServiceDesc> {
@@ -280,12 +256,6 @@ function streamSignal(ctx: HandlerContext): AbortSignal {
   return AbortSignal.any([ctx.signal, ctx.values.get(shutdownSignalKey)]);
 }
 
-function watchMessage(item: WatchItem) {
-  return item.kind === "event"
-    ? { case: "event" as const, value: eventMsg(item.event) }
-    : { case: "heartbeat" as const, value: { serverTime: timestampFromDate(item.at) } };
-}
-
 /**
  * A Timestamp as an exact RFC 3339 string at the database's microsecond precision. A bound between
  * two microseconds is rounded up, which keeps both `>= after` and `< before` exact for microsecond
@@ -324,61 +294,4 @@ function orderSort(value: OrderSort): "newest" | "highest_total" {
     default:
       throw invalidArgument("sort", "is not a known sort");
   }
-}
-
-function money(amountMinor: number, currencyCode: string) {
-  return { amountMinor: BigInt(amountMinor), currencyCode };
-}
-
-function orderMsg(o: OrderView) {
-  return create(OrderSchema, {
-    id: o.id,
-    orderNumber: o.orderNumber,
-    userId: o.userId,
-    customerEmail: o.customerEmail,
-    status: STATUS[o.status],
-    parentOrderId: o.parentOrderId,
-    sellerId: o.sellerId,
-    items: o.items.map((i) => ({
-      productId: i.productId,
-      sellerId: i.sellerId,
-      warehouseId: i.warehouseId,
-      sku: i.sku,
-      name: i.name,
-      quantity: BigInt(i.quantity),
-      unitPrice: money(i.unitPriceMinor, o.currencyCode),
-      lineTotal: money(i.lineTotalMinor, o.currencyCode),
-      refundedQuantity: BigInt(i.refundedQuantity),
-    })),
-    childOrderIds: o.childOrderIds,
-    total: money(o.totalMinor, o.currencyCode),
-    paid: money(o.paidMinor, o.currencyCode),
-    refunded: money(o.refundedMinor, o.currencyCode),
-    payments: o.payments.map((p) => ({
-      id: p.id,
-      amount: money(p.amountMinor, p.currencyCode),
-      providerReference: p.providerReference,
-      status: PAYMENT[p.status],
-      createTime: timestampFromDate(p.createdAt),
-    })),
-    reservationId: o.reservationId,
-    archived: o.archived,
-    version: BigInt(o.version),
-    createTime: timestampFromDate(o.createdAt),
-    updateTime: timestampFromDate(o.updatedAt),
-  });
-}
-
-function eventMsg(e: OrderEventView): OrderEvent {
-  return create(OrderEventSchema, {
-    orderId: e.orderId,
-    version: BigInt(e.version),
-    fromStatus: e.fromStatus === "" ? OrderStatus.UNSPECIFIED : STATUS[e.fromStatus],
-    toStatus: STATUS[e.toStatus],
-    kind: e.kind,
-    reason: e.reason,
-    actor: e.actor,
-    createTime: timestampFromDate(e.createdAt),
-    cursor: encodeEventCursor(e.userId, e.seq),
-  });
 }

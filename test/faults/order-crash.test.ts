@@ -16,8 +16,8 @@ import {
 import { ReservationService, ReservationStatus } from "../../gen/shop/reservation/v1/reservation_pb.js";
 import type { App } from "../../src/app.js";
 import type { ORDER_FAULT_POINTS } from "../../src/config.js";
-import { checkOrders } from "../../src/order/order.repository.js";
 import { createOrderService } from "../../src/order/order.service.js";
+import { checkOrders } from "../../src/order/order-check.js";
 import { createReservationService } from "../../src/reservation/reservation.service.js";
 import { createSweeper } from "../../src/reservation/sweeper.js";
 import { startTestApp, unique } from "../harness/app.js";

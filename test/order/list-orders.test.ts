@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { OrderService, OrderSort, OrderStatus as PbStatus } from "../../gen/shop/order/v1/order_pb.js";
 import type { App } from "../../src/app.js";
 import type { OrderStatus } from "../../src/order/order.model.js";
-import { checkOrders } from "../../src/order/order.repository.js";
+import { checkOrders } from "../../src/order/order-check.js";
 import { parseId } from "../../src/shard/ids.js";
 import { startTestApp, unique } from "../harness/app.js";
 import { client, MAIN_TRANSPORTS, transportFor } from "../harness/clients.js";

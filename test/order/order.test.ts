@@ -5,7 +5,7 @@ import { OrderService, OrderStatus, PaymentStatus } from "../../gen/shop/order/v
 import { ReservationService, ReservationStatus } from "../../gen/shop/reservation/v1/reservation_pb.js";
 import type { App } from "../../src/app.js";
 import { ORDER_STATUSES, TRANSITIONS } from "../../src/order/order.model.js";
-import { checkOrders } from "../../src/order/order.repository.js";
+import { checkOrders } from "../../src/order/order-check.js";
 import { startTestApp, unique } from "../harness/app.js";
 import { client, MAIN_TRANSPORTS, transportFor } from "../harness/clients.js";
 import { expectError } from "../harness/errors.js";

@@ -16,7 +16,7 @@ import {
 } from "../../gen/shop/order/v1/order_pb.js";
 import { ReservationService, ReservationStatus } from "../../gen/shop/reservation/v1/reservation_pb.js";
 import type { App } from "../../src/app.js";
-import { checkOrders } from "../../src/order/order.repository.js";
+import { checkOrders } from "../../src/order/order-check.js";
 import { startTestApp, unique } from "../harness/app.js";
 import { client, MAIN_TRANSPORTS, transportFor } from "../harness/clients.js";
 import { expectError } from "../harness/errors.js";

@@ -7,7 +7,7 @@ import type { ShardSet } from "../../src/shard/shards.js";
 /**
  * Named seed for list and ranking tests: valid orders written straight into the shard databases
  * (plain multi-row INSERTs, thousands per second), each on its buyer's shard. Every row respects the
- * CHECKs and unique keys of 0003 and is consistent the way checkOrders (order.repository.ts) checks
+ * CHECKs and unique keys of 0003 and is consistent the way checkOrders (order-check.ts) checks
  * it, since other test files run that check over every order of the shared shards: one line whose
  * total is the order's, one captured payment for what was paid, refunds as refunded quantities, and
  * one history row per version. Each order is written in one transaction with its lines and history.

@@ -1,0 +1,99 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import {
+  type OrderEvent,
+  OrderEventSchema,
+  OrderSchema,
+  OrderStatus,
+  PaymentStatus,
+} from "../../gen/shop/order/v1/order_pb.js";
+import { encodeEventCursor } from "./event-cursor.js";
+import type {
+  OrderEventView,
+  OrderView,
+  PaymentStatus as PayStatus,
+  OrderStatus as Status,
+} from "./order.model.js";
+import type { WatchItem } from "./watch.js";
+
+/** Domain values to protobuf messages (and the enum mappings both ways) for the OrderService edge. */
+
+export const STATUS: Record<Status, OrderStatus> = {
+  pending: OrderStatus.PENDING,
+  confirmed: OrderStatus.CONFIRMED,
+  processing: OrderStatus.PROCESSING,
+  shipped: OrderStatus.SHIPPED,
+  delivered: OrderStatus.DELIVERED,
+  cancelled: OrderStatus.CANCELLED,
+};
+export const STATUS_FROM_PROTO = new Map(Object.entries(STATUS).map(([k, v]) => [v, k as Status]));
+export const PAYMENT: Record<PayStatus, PaymentStatus> = {
+  authorized: PaymentStatus.AUTHORIZED,
+  captured: PaymentStatus.CAPTURED,
+  failed: PaymentStatus.FAILED,
+};
+export const PAYMENT_FROM_PROTO = new Map(Object.entries(PAYMENT).map(([k, v]) => [v, k as PayStatus]));
+
+/** One item of a watch stream as the oneof of WatchOrderResponse / WatchOrdersResponse. */
+export function watchMessage(item: WatchItem) {
+  return item.kind === "event"
+    ? { case: "event" as const, value: eventMsg(item.event) }
+    : { case: "heartbeat" as const, value: { serverTime: timestampFromDate(item.at) } };
+}
+
+function money(amountMinor: number, currencyCode: string) {
+  return { amountMinor: BigInt(amountMinor), currencyCode };
+}
+
+export function orderMsg(o: OrderView) {
+  return create(OrderSchema, {
+    id: o.id,
+    orderNumber: o.orderNumber,
+    userId: o.userId,
+    customerEmail: o.customerEmail,
+    status: STATUS[o.status],
+    parentOrderId: o.parentOrderId,
+    sellerId: o.sellerId,
+    items: o.items.map((i) => ({
+      productId: i.productId,
+      sellerId: i.sellerId,
+      warehouseId: i.warehouseId,
+      sku: i.sku,
+      name: i.name,
+      quantity: BigInt(i.quantity),
+      unitPrice: money(i.unitPriceMinor, o.currencyCode),
+      lineTotal: money(i.lineTotalMinor, o.currencyCode),
+      refundedQuantity: BigInt(i.refundedQuantity),
+    })),
+    childOrderIds: o.childOrderIds,
+    total: money(o.totalMinor, o.currencyCode),
+    paid: money(o.paidMinor, o.currencyCode),
+    refunded: money(o.refundedMinor, o.currencyCode),
+    payments: o.payments.map((p) => ({
+      id: p.id,
+      amount: money(p.amountMinor, p.currencyCode),
+      providerReference: p.providerReference,
+      status: PAYMENT[p.status],
+      createTime: timestampFromDate(p.createdAt),
+    })),
+    reservationId: o.reservationId,
+    archived: o.archived,
+    version: BigInt(o.version),
+    createTime: timestampFromDate(o.createdAt),
+    updateTime: timestampFromDate(o.updatedAt),
+  });
+}
+
+export function eventMsg(e: OrderEventView): OrderEvent {
+  return create(OrderEventSchema, {
+    orderId: e.orderId,
+    version: BigInt(e.version),
+    fromStatus: e.fromStatus === "" ? OrderStatus.UNSPECIFIED : STATUS[e.fromStatus],
+    toStatus: STATUS[e.toStatus],
+    kind: e.kind,
+    reason: e.reason,
+    actor: e.actor,
+    createTime: timestampFromDate(e.createdAt),
+    cursor: encodeEventCursor(e.userId, e.seq),
+  });
+}
