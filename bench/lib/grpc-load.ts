@@ -1,0 +1,114 @@
+import { connect } from "node:http2";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { CreateReservationRequestSchema } from "../../gen/shop/reservation/v1/reservation_pb.js";
+import type { Pair } from "./seed.js";
+
+/**
+ * The gRPC load generator. h2load sends one fixed body (`-d file`) on every request and cannot vary
+ * it, while every reservation needs its own idempotency key (a repeated key only replays the first
+ * answer): so this is a minimal closed-loop client on node:http2, no gRPC library, one h2c
+ * connection with `inFlight` streams, one freshly encoded request per call.
+ */
+export interface LoadResult {
+  calls: number;
+  errors: number;
+  /** The first error seen, for the log. */
+  firstError: string | null;
+  seconds: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** CPU of this (the load generator's) process per call, ms. */
+  clientCpuMsPerCall: number;
+}
+
+const PATH = "/shop.reservation.v1.ReservationService/CreateReservation";
+
+export async function grpcLoad(opts: {
+  port: number;
+  pairs: Pair[];
+  inFlight: number;
+  seconds: number;
+  token: string | null;
+  tag: string;
+}): Promise<LoadResult> {
+  const session = connect(`http://127.0.0.1:${opts.port}`);
+  session.on("error", () => undefined);
+  await new Promise<void>((resolve, reject) => {
+    session.once("connect", () => resolve());
+    session.once("error", reject);
+  });
+  const headers: Record<string, string> = {
+    ":method": "POST",
+    ":path": PATH,
+    "content-type": "application/grpc+proto",
+    te: "trailers",
+  };
+  if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+  const latencies: number[] = [];
+  let errors = 0;
+  let firstError: string | null = null;
+  let n = 0;
+  const body = (): Buffer => {
+    const pair = opts.pairs[Math.floor(Math.random() * opts.pairs.length)] as Pair;
+    const msg = toBinary(
+      CreateReservationRequestSchema,
+      create(CreateReservationRequestSchema, {
+        userId: pair.buyer,
+        items: [{ productId: pair.product, quantity: 1n }],
+        idempotencyKey: `${opts.tag}-${n++}`,
+      }),
+    );
+    const frame = Buffer.allocUnsafe(5 + msg.length);
+    frame.writeUInt8(0, 0);
+    frame.writeUInt32BE(msg.length, 1);
+    frame.set(msg, 5);
+    return frame;
+  };
+  const call = (): Promise<void> =>
+    new Promise((resolve) => {
+      const started = performance.now();
+      const stream = session.request(headers);
+      let status: string | undefined;
+      stream.on("response", (h) => {
+        status = h["grpc-status"] as string | undefined; // trailers-only answers
+        if (status !== undefined && status !== "0" && firstError === null)
+          firstError = `${status}: ${decodeURIComponent(String(h["grpc-message"]))}`;
+      });
+      stream.on("trailers", (t) => {
+        status = (t["grpc-status"] as string | undefined) ?? status;
+        if (status !== "0" && firstError === null)
+          firstError = `${status}: ${decodeURIComponent(String(t["grpc-message"]))}`;
+      });
+      stream.on("data", () => undefined);
+      stream.on("error", (e) => {
+        firstError ??= e.message;
+      });
+      stream.on("close", () => {
+        latencies.push(performance.now() - started);
+        if (status !== "0") errors++;
+        resolve();
+      });
+      stream.end(body());
+    });
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const until = t0 + opts.seconds * 1000;
+  const worker = async (): Promise<void> => {
+    while (performance.now() < until) await call();
+  };
+  await Promise.all(Array.from({ length: opts.inFlight }, worker));
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  session.close();
+  latencies.sort((a, b) => a - b);
+  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
+  return {
+    calls: latencies.length,
+    errors,
+    firstError,
+    seconds,
+    p50Ms: at(0.5),
+    p99Ms: at(0.99),
+    clientCpuMsPerCall: (cpu.user + cpu.system) / 1000 / Math.max(1, latencies.length),
+  };
+}

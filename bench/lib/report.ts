@@ -1,0 +1,55 @@
+import { readFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
+import type { LoadResult } from "./grpc-load.js";
+
+/** One measured row: a target under one load, with its server's CPU and memory. */
+export interface Row extends LoadResult {
+  scenario: string;
+  target: string;
+  protocol: string;
+  callsPerSecond: number;
+  serverCpuMsPerCall: number;
+  /** CPU of all postgres processes per call, ms. */
+  postgresCpuMsPerCall: number;
+  /** Share of the machine's CPU time that was busy during the measurement, 0-1. */
+  machineBusy: number;
+  rssMiB: number;
+  /** callsPerSecond / the bare limit's, filled in at the end. */
+  ratioToBare: number;
+  invariantViolations: number;
+}
+
+export function machine() {
+  const model = /model name\s*:\s*(.*)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "unknown";
+  return { nproc: cpus().length, cpuModel: model, memoryGiB: +(totalmem() / 2 ** 30).toFixed(1) };
+}
+
+const COLUMNS: [string, (r: Row) => string][] = [
+  ["scenario", (r) => r.scenario],
+  ["target", (r) => r.target],
+  ["protocol", (r) => r.protocol],
+  ["calls/s", (r) => r.callsPerSecond.toFixed(0)],
+  ["p50 ms", (r) => r.p50Ms.toFixed(2)],
+  ["p99 ms", (r) => r.p99Ms.toFixed(2)],
+  ["srv CPU ms/call", (r) => r.serverCpuMsPerCall.toFixed(3)],
+  ["pg CPU ms/call", (r) => r.postgresCpuMsPerCall.toFixed(3)],
+  ["load CPU ms/call", (r) => (Number.isNaN(r.clientCpuMsPerCall) ? "-" : r.clientCpuMsPerCall.toFixed(3))],
+  ["box busy", (r) => `${(r.machineBusy * 100).toFixed(0)}%`],
+  ["RSS MiB", (r) => r.rssMiB.toFixed(0)],
+  ["x bare", (r) => r.ratioToBare.toFixed(2)],
+  ["errors", (r) => String(r.errors)],
+  ["violations", (r) => String(r.invariantViolations)],
+];
+
+/** A plain-text table (also valid Markdown). */
+export function table(rows: Row[]): string {
+  const cells = [COLUMNS.map(([h]) => h), ...rows.map((r) => COLUMNS.map(([, f]) => f(r)))];
+  const widths = COLUMNS.map((_, i) => Math.max(...cells.map((c) => (c[i] as string).length)));
+  const line = (c: string[]) => `| ${c.map((v, i) => v.padEnd(widths[i] as number)).join(" | ")} |`;
+  const [head, ...body] = cells;
+  return [
+    line(head as string[]),
+    `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`,
+    ...body.map(line),
+  ].join("\n");
+}
