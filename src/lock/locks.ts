@@ -50,6 +50,8 @@ export interface LockObserver {
 const PREFIX = "lock:stock:";
 /** Bounds every Redis command, so a hung node cannot stall an acquisition or a health check. */
 const COMMAND_TIMEOUT_MS = 500;
+/** How long a node may take to connect before it counts as down. */
+const CONNECT_TIMEOUT_MS = 1000;
 
 /** Connects one fail-fast client per Redis node; nodes that go away rejoin when they come back. */
 export function createStockLocks(deps: {
@@ -63,6 +65,23 @@ export function createStockLocks(deps: {
   const log = deps.logger.child({ component: "stock-locks" });
   if (deps.redisUrls.length === 0) throw new Error("stock locks need at least one Redis URL");
   const clients = deps.redisUrls.map((url, node) => connect(url, node, log));
+  // Fresh clients reject commands until connected (no offline queue): the first acquisitions wait for
+  // every node's first connection (at most the connect timeout: a node down at start costs that once),
+  // so a just-started process does not mistake "still connecting" for "down". Then this costs nothing.
+  const needed = clients.length;
+  let firstConnect: Promise<void> | null = Promise.race([
+    new Promise<void>((resolve) => {
+      let ready = clients.filter((c) => c.status === "ready").length;
+      if (ready >= needed) return resolve();
+      for (const c of clients)
+        c.once("ready", () => {
+          if (++ready >= needed) resolve();
+        });
+    }),
+    delay(CONNECT_TIMEOUT_MS, undefined, { ref: false }),
+  ]).then(() => {
+    firstConnect = null;
+  });
   // Redlock makes single attempts: its own retry loop cannot be aborted and hides why it failed.
   const redlock = new Redlock(clients, {
     retryCount: 0,
@@ -73,6 +92,7 @@ export function createStockLocks(deps: {
   async function acquire(resources: string[], signal: AbortSignal | undefined): Promise<Lock> {
     let cause: ExecutionError | undefined;
     let unreachableInARow = 0;
+    if (firstConnect) await firstConnect;
     for (let attempt = 0; attempt <= opts.retryCount; attempt++) {
       // Contention is worth waiting out; a quorum that is down is not: fail fast after a few tries.
       if (unreachableInARow >= 3) break;
@@ -196,7 +216,7 @@ function connect(url: string, node: number, log: Logger): Redis {
   const client = new Redis(url, {
     maxRetriesPerRequest: 0,
     enableOfflineQueue: false,
-    connectTimeout: 1000,
+    connectTimeout: CONNECT_TIMEOUT_MS,
     commandTimeout: COMMAND_TIMEOUT_MS,
     lazyConnect: false,
     retryStrategy: (times) => Math.min(times * 100, 2000), // never give up: a restarted node rejoins
