@@ -44,6 +44,16 @@ export function checkInt(value: bigint | number, field: string, min: number, max
   return n;
 }
 
+/** An optional int64 field: null when unset, else checked like checkInt. */
+export function checkOptionalInt(
+  value: bigint | undefined,
+  field: string,
+  min: number,
+  max: number,
+): number | null {
+  return value === undefined ? null : checkInt(value, field, min, max);
+}
+
 /** Applies the page-size convention: 0 means the default; otherwise 1..max. */
 export function checkPageSize(value: number, field: string, defaultSize: number, max: number): number {
   if (value === 0) return defaultSize;

@@ -11,6 +11,11 @@ export interface IdempotencyClaim {
   requestHash: string;
 }
 
+/** The claim of one request: its scope, the caller's key, and the hash of the method and request. */
+export function claimFor(scope: string, method: string, key: string, request: unknown): IdempotencyClaim {
+  return { scope, key, requestHash: hashRequest(method, request) };
+}
+
 /** Hashes a method name and a plain request object (canonical JSON with sorted keys). */
 export function hashRequest(method: string, request: unknown): string {
   return createHash("sha256").update(method).update("\n").update(canonicalJson(request)).digest("base64url");

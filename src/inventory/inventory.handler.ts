@@ -15,6 +15,7 @@ import { parseId } from "../shard/ids.js";
 import {
   CURRENCY_RULE,
   checkInt,
+  checkOptionalInt,
   checkPageSize,
   checkString,
   IDEMPOTENCY_KEY_RULE,
@@ -71,14 +72,8 @@ export function inventoryHandler(service: InventoryService): ServiceImpl<typeof 
     },
 
     async listProducts(req) {
-      const minPrice =
-        req.minPriceMinor === undefined
-          ? null
-          : checkInt(req.minPriceMinor, "min_price_minor", 0, L.maxPriceMinor);
-      const maxPrice =
-        req.maxPriceMinor === undefined
-          ? null
-          : checkInt(req.maxPriceMinor, "max_price_minor", 0, L.maxPriceMinor);
+      const minPrice = checkOptionalInt(req.minPriceMinor, "min_price_minor", 0, L.maxPriceMinor);
+      const maxPrice = checkOptionalInt(req.maxPriceMinor, "max_price_minor", 0, L.maxPriceMinor);
       if (minPrice !== null && maxPrice !== null && minPrice > maxPrice)
         throw invalidArgument("min_price_minor", "must not exceed max_price_minor");
       const page = await service.listProducts({

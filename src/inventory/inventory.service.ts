@@ -1,6 +1,6 @@
 import type { EntityManager } from "@mikro-orm/postgresql";
 import { DomainError } from "../errors.js";
-import { hashRequest, runIdempotent } from "../idempotency/idempotency.js";
+import { claimFor, runIdempotent } from "../idempotency/idempotency.js";
 import { newId, parseId } from "../shard/ids.js";
 import {
   decodePageToken,
@@ -51,11 +51,7 @@ export function createInventoryService(deps: { shards: ShardSet }) {
     async createProduct(input: CreateProductInput): Promise<ProductView> {
       const bucket = bucketOfUser(input.sellerId);
       const { idempotencyKey, ...request } = input;
-      const claim = {
-        scope: `seller:${input.sellerId}`,
-        key: idempotencyKey,
-        requestHash: hashRequest("CreateProduct", request),
-      };
+      const claim = claimFor(`seller:${input.sellerId}`, "CreateProduct", idempotencyKey, request);
       return runIdempotent(shards.forBucket(bucket).fork(), claim, async (tx) => {
         const id = newId("prd", bucket);
         const row = await repo.insertProduct(tx, { ...input, id, bucket });
@@ -87,11 +83,7 @@ export function createInventoryService(deps: { shards: ShardSet }) {
     async updateProduct(input: UpdateProductInput): Promise<ProductView> {
       const em = shards.forId(input.productId, "prd", "product_id").fork();
       const { idempotencyKey, ...request } = input;
-      const claim = {
-        scope: `product:${input.productId}`,
-        key: idempotencyKey,
-        requestHash: hashRequest("UpdateProduct", request),
-      };
+      const claim = claimFor(`product:${input.productId}`, "UpdateProduct", idempotencyKey, request);
       return runIdempotent(em, claim, async (tx) => {
         const row = await repo.updateProductRow(tx, {
           ...input,
@@ -146,11 +138,7 @@ export function createInventoryService(deps: { shards: ShardSet }) {
     async adjustStock(input: AdjustStockInput): Promise<AdjustStockResult> {
       const { bucket } = parseId(input.productId, "prd", "product_id");
       const { idempotencyKey, ...request } = input;
-      const claim = {
-        scope: `product:${input.productId}`,
-        key: idempotencyKey,
-        requestHash: hashRequest("AdjustStock", request),
-      };
+      const claim = claimFor(`product:${input.productId}`, "AdjustStock", idempotencyKey, request);
       return runIdempotent(shards.forBucket(bucket).fork(), claim, async (tx) => {
         await requireProduct(tx, input.productId);
         const quantity = Math.abs(input.delta);

@@ -1,5 +1,5 @@
 import { DomainError } from "../errors.js";
-import { checkKeyMatches, hashRequest, type IdempotencyClaim } from "../idempotency/idempotency.js";
+import { checkKeyMatches, claimFor, type IdempotencyClaim } from "../idempotency/idempotency.js";
 import type { PricedProduct } from "../inventory/inventory.repository.js";
 import type { ReservationView } from "../reservation/reservation.model.js";
 import * as reservationRepo from "../reservation/reservation.repository.js";
@@ -142,11 +142,7 @@ export function createOrderCreation(deps: OrderDeps, core: OrderCore, stock: Ord
   return {
     async create(input: CreateOrderInput): Promise<OrderView> {
       const { idempotencyKey, ...request } = input;
-      const claim = {
-        scope: `buyer:${input.userId}`,
-        key: idempotencyKey,
-        requestHash: hashRequest("CreateOrder", request),
-      };
+      const claim = claimFor(`buyer:${input.userId}`, "CreateOrder", idempotencyKey, request);
       const buyer = shards.forUser(input.userId);
       if ("reservationId" in input.source) {
         const reservationId = input.source.reservationId;

@@ -1,5 +1,5 @@
 import { DomainError, invalidArgument } from "../errors.js";
-import { hashRequest } from "../idempotency/idempotency.js";
+import { claimFor } from "../idempotency/idempotency.js";
 import { newId, parseId } from "../shard/ids.js";
 import type { OrderView, PaymentStatus } from "./order.model.js";
 import * as repo from "./order.repository.js";
@@ -26,11 +26,7 @@ export function createOrderMoney(core: OrderCore) {
       actor: string;
     }): Promise<OrderView> {
       const { idempotencyKey, actor, ...request } = input;
-      const claim = {
-        scope: `order:${input.orderId}`,
-        key: idempotencyKey,
-        requestHash: hashRequest("RecordPayment", request),
-      };
+      const claim = claimFor(`order:${input.orderId}`, "RecordPayment", idempotencyKey, request);
       return mutate<OrderView>(shardOfOrder(input.orderId), claim, async (tx, out) => {
         const order = await ownedRow(tx, null, input.orderId, true);
         if (order.parentOrderId) throw topLevelOnly(order.parentOrderId, "paid");
@@ -95,11 +91,7 @@ export function createOrderMoney(core: OrderCore) {
       actor: string;
     }): Promise<{ order: OrderView; refundMinor: number }> {
       const { idempotencyKey, actor, ...request } = input;
-      const claim = {
-        scope: `order:${input.orderId}`,
-        key: idempotencyKey,
-        requestHash: hashRequest("RefundOrderItems", request),
-      };
+      const claim = claimFor(`order:${input.orderId}`, "RefundOrderItems", idempotencyKey, request);
       return mutate(shardOfOrder(input.orderId), claim, async (tx, out) => {
         const order = await ownedRow(tx, null, input.orderId, true);
         if (order.parentOrderId) throw topLevelOnly(order.parentOrderId, "refunded");

@@ -1,5 +1,5 @@
 import { DomainError } from "../errors.js";
-import { hashRequest } from "../idempotency/idempotency.js";
+import { claimFor } from "../idempotency/idempotency.js";
 import { canMove, FINAL, type OrderStatus, type OrderView } from "./order.model.js";
 import * as repo from "./order.repository.js";
 import type { OrderCore } from "./order-core.js";
@@ -21,11 +21,7 @@ export function createOrderStatus(core: OrderCore) {
       actor: string;
     }): Promise<OrderView> {
       const { idempotencyKey, actor, ...request } = input;
-      const claim = {
-        scope: `order:${input.orderId}`,
-        key: idempotencyKey,
-        requestHash: hashRequest("UpdateOrderStatus", request),
-      };
+      const claim = claimFor(`order:${input.orderId}`, "UpdateOrderStatus", idempotencyKey, request);
       return mutate<OrderView>(shardOfOrder(input.orderId), claim, async (tx, out) => {
         const order = await ownedRow(tx, null, input.orderId, true);
         if (order.version !== input.expectedVersion)
@@ -58,11 +54,7 @@ export function createOrderStatus(core: OrderCore) {
       idempotencyKey: string;
     }): Promise<OrderView> {
       const { idempotencyKey, ...request } = input;
-      const claim = {
-        scope: `buyer:${input.userId}`,
-        key: idempotencyKey,
-        requestHash: hashRequest("CancelOrder", request),
-      };
+      const claim = claimFor(`buyer:${input.userId}`, "CancelOrder", idempotencyKey, request);
       return mutate<OrderView>(shardOfOrder(input.orderId), claim, async (tx, out) => {
         const order = await ownedRow(tx, input.userId, input.orderId, true);
         if (input.expectedVersion !== null && order.version !== input.expectedVersion)
@@ -96,11 +88,7 @@ export function createOrderStatus(core: OrderCore) {
     /** Hides a delivered or cancelled top-level order from the summary and default lists. */
     async archive(input: { userId: string; orderId: string; idempotencyKey: string }): Promise<OrderView> {
       const { idempotencyKey, ...request } = input;
-      const claim = {
-        scope: `buyer:${input.userId}`,
-        key: idempotencyKey,
-        requestHash: hashRequest("ArchiveOrder", request),
-      };
+      const claim = claimFor(`buyer:${input.userId}`, "ArchiveOrder", idempotencyKey, request);
       return mutate<OrderView>(shardOfOrder(input.orderId), claim, async (tx, out) => {
         const order = await ownedRow(tx, input.userId, input.orderId, true);
         if (order.parentOrderId) throw topLevelOnly(order.parentOrderId, "archived");

@@ -16,6 +16,7 @@ import { parseId } from "../shard/ids.js";
 import {
   CURRENCY_RULE,
   checkInt,
+  checkOptionalInt,
   checkPageSize,
   checkString,
   IDEMPOTENCY_KEY_RULE,
@@ -95,14 +96,8 @@ export function orderHandler(service: OrderService, hub: WatchHub): ServiceImpl<
 
     async listOrders(req) {
       const scoped = req.userId !== "";
-      const min =
-        req.minTotalMinor === undefined
-          ? null
-          : checkInt(req.minTotalMinor, "min_total_minor", 0, L.maxAmountMinor);
-      const max =
-        req.maxTotalMinor === undefined
-          ? null
-          : checkInt(req.maxTotalMinor, "max_total_minor", 0, L.maxAmountMinor);
+      const min = checkOptionalInt(req.minTotalMinor, "min_total_minor", 0, L.maxAmountMinor);
+      const max = checkOptionalInt(req.maxTotalMinor, "max_total_minor", 0, L.maxAmountMinor);
       if (min !== null && max !== null && min > max)
         throw invalidArgument("max_total_minor", "must not be less than min_total_minor");
       const after = req.createdAfter ? timestampMicros(req.createdAfter, "created_after") : null;
@@ -140,10 +135,7 @@ export function orderHandler(service: OrderService, hub: WatchHub): ServiceImpl<
       const order = await service.cancel({
         userId: userId(req.userId),
         orderId: orderId(req.orderId),
-        expectedVersion:
-          req.expectedVersion === undefined
-            ? null
-            : checkInt(req.expectedVersion, "expected_version", 1, L.maxVersion),
+        expectedVersion: checkOptionalInt(req.expectedVersion, "expected_version", 1, L.maxVersion),
         reason: reason(req.reason),
         idempotencyKey: key(req.idempotencyKey),
       });

@@ -3,10 +3,10 @@ import type { EntityManager } from "@mikro-orm/postgresql";
 import type { Logger } from "pino";
 import { DomainError } from "../errors.js";
 import {
+  claimFor,
   claimKey,
   completeKey,
   dropKey,
-  hashRequest,
   type IdempotencyClaim,
   inFlight,
   markPending,
@@ -181,11 +181,7 @@ export function createReservationService(deps: ReservationDeps) {
   return {
     async reserve(input: ReserveInput): Promise<ReservationView> {
       const { idempotencyKey, ...request } = input;
-      const claim = {
-        scope: `buyer:${input.userId}`,
-        key: idempotencyKey,
-        requestHash: hashRequest("CreateReservation", request),
-      };
+      const claim = claimFor(`buyer:${input.userId}`, "CreateReservation", idempotencyKey, request);
       const groups = groupByStockShard(shards, input.items);
       const buyerShard = shards.forUser(input.userId).index;
       const local = groups.length === 1 && groups[0]?.shard === buyerShard;
@@ -211,11 +207,7 @@ export function createReservationService(deps: ReservationDeps) {
     /** Marks it released (committed first), then returns the stock; the sweeper finishes a crash. */
     async release(userId: string, id: string, idempotencyKey: string): Promise<ReservationView> {
       const em = shards.forId(id, "res", "reservation_id").fork();
-      const claim = {
-        scope: `buyer:${userId}`,
-        key: idempotencyKey,
-        requestHash: hashRequest("ReleaseReservation", { userId, id }),
-      };
+      const claim = claimFor(`buyer:${userId}`, "ReleaseReservation", idempotencyKey, { userId, id });
       const view = await runIdempotent(em, claim, async (tx) => {
         const r = await owned(tx, userId, id, true);
         if (r.status === "confirmed")
@@ -242,11 +234,11 @@ export function createReservationService(deps: ReservationDeps) {
       idempotencyKey: string,
     ): Promise<ReservationView> {
       const em = shards.forId(id, "res", "reservation_id").fork();
-      const claim = {
-        scope: `buyer:${userId}`,
-        key: idempotencyKey,
-        requestHash: hashRequest("ExtendReservation", { userId, id, ttlSeconds }),
-      };
+      const claim = claimFor(`buyer:${userId}`, "ExtendReservation", idempotencyKey, {
+        userId,
+        id,
+        ttlSeconds,
+      });
       return runIdempotent(em, claim, async (tx) => {
         const r = await owned(tx, userId, id, true);
         if (!(await repo.extend(tx, id, ttlSeconds))) {

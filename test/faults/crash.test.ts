@@ -1,6 +1,3 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { once } from "node:events";
-import { setTimeout as delay } from "node:timers/promises";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { pino } from "pino";
@@ -11,12 +8,19 @@ import type { App } from "../../src/app.js";
 import { SAGA_FAULT_POINTS } from "../../src/config.js";
 import { createSweeper } from "../../src/reservation/sweeper.js";
 import { startTestApp, unique } from "../harness/app.js";
-import { bearer, testAuthEnv } from "../harness/auth.js";
+import { bearer } from "../harness/auth.js";
 import { client, transportFor } from "../harness/clients.js";
 import { rejection } from "../harness/errors.js";
 import { migrateShards } from "../harness/global-setup.js";
+import {
+  killStartedProcesses,
+  type MainProcess,
+  everyShard as shardRows,
+  startMain,
+} from "../harness/processes.js";
 import { type RedisNodes, startRedisNodes } from "../harness/redis-nodes.js";
 import { createShardDatabases, dropShardDatabases } from "../harness/shard-databases.js";
+import { until } from "../harness/wait.js";
 import { seedProduct } from "../inventory/seed.js";
 import { userOnShard } from "../reservation/seed.js";
 
@@ -56,60 +60,19 @@ afterAll(async () => {
   if (urls.length > 0) await dropShardDatabases(urls);
 });
 
-interface Main {
-  child: ChildProcess;
-  /** Resolves with the port of the "serving" log line; rejects if the process ends first. */
-  port: Promise<number>;
-  exited: Promise<[number | null, NodeJS.Signals | null]>;
-  log(): string;
-}
-
-const children = new Set<ChildProcess>();
-afterEach(() => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
-  children.clear();
-});
+afterEach(killStartedProcesses);
 
 /** `npm start`'s entry point as a child process on this file's databases and Redis nodes. */
-function startMain(env: Record<string, string>): Main {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
-    env: {
-      ...process.env,
-      PORT: "0",
-      HOST: "127.0.0.1",
-      SHARD_URLS: urls.join(","),
-      REDIS_URLS: (redis?.urls ?? []).join(","),
-      MIGRATE_ON_START: "false",
-      INTENT_TIMEOUT_MS: "1000",
-      SWEEP_INTERVAL_MS: "300",
-      // A killed holder's Redlock expires after this, so the retry is not refused as contention.
-      LOCK_TTL_MS: "1000",
-      LOG_LEVEL: "info",
-      FAULT_POINT: "",
-      ...testAuthEnv,
-      ...env,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
+function startOnTheseShards(env: Record<string, string>): MainProcess {
+  return startMain({
+    SHARD_URLS: urls.join(","),
+    REDIS_URLS: (redis?.urls ?? []).join(","),
+    INTENT_TIMEOUT_MS: "1000",
+    SWEEP_INTERVAL_MS: "300",
+    // A killed holder's Redlock expires after this, so the retry is not refused as contention.
+    LOCK_TTL_MS: "1000",
+    ...env,
   });
-  children.add(child);
-  let out = "";
-  const exited = once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>;
-  const port = new Promise<number>((resolve, reject) => {
-    // Keep reading for the whole life of the process: a full pipe would block its logger.
-    child.stdout?.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-      const line = out.split("\n").find((l) => l.includes('"msg":"serving"'));
-      if (line) resolve(JSON.parse(line).port as number);
-    });
-    child.stderr?.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-    });
-    void exited.then(([code, signal]) =>
-      reject(new Error(`exited (${code ?? signal}) before serving:\n${out}`)),
-    );
-  });
-  port.catch(() => undefined);
-  return { child, port, exited, log: () => out };
 }
 
 const rpc = (port: number) => {
@@ -117,17 +80,7 @@ const rpc = (port: number) => {
   return { res: createClient(ReservationService, transport), inv: createClient(InventoryService, transport) };
 };
 
-type Row = Record<string, unknown>;
-
-/** A query on every shard, rows tagged with the shard index. */
-async function everyShard(sql: string, params: unknown[] = []): Promise<(Row & { shard: number })[]> {
-  const all = await Promise.all(
-    app.shards.shards.map(async (s) =>
-      (await s.fork().execute<Row[]>(sql, params)).map((r) => ({ ...r, shard: s.index })),
-    ),
-  );
-  return all.flat();
-}
+const everyShard = (sql: string, params: unknown[] = []) => shardRows(app.shards, sql, params);
 
 const openReservations = () =>
   everyShard("select id, status from reservations where status in ('pending', 'active')");
@@ -135,15 +88,6 @@ const liveHolds = () =>
   everyShard("select reservation_id, product_id, quantity from stock_holds where status = 'held'");
 const statusOf = async (id: string) =>
   String((await everyShard("select status from reservations where id = ?", [id]))[0]?.status);
-
-/** Polls `check` until true, failing after `ms` (a hang guard). */
-async function until(what: string, ms: number, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) expect.fail(`${what}: not reached within ${ms} ms`);
-    await delay(100);
-  }
-}
 
 /**
  * The state after a repair: every reservation is terminal except the deliberate ACTIVE ones, every
@@ -190,7 +134,7 @@ describe("a reservation saga killed mid-way", () => {
       };
 
       // 1. The faulty process dies at the fault point; the caller sees the call fail.
-      const faulty = startMain({ FAULT_POINT: point });
+      const faulty = startOnTheseShards({ FAULT_POINT: point });
       const faultyPort = await faulty.port;
       await rejection(rpc(faultyPort).res.createReservation(request, { timeoutMs: 15_000 }));
       const [, signal] = await faulty.exited;
@@ -208,13 +152,18 @@ describe("a reservation saga killed mid-way", () => {
       expect(heldOn).toEqual(HELD_AT_CRASH[point]);
 
       // 2. A normal process on the same databases: its sweeper fails the intent and releases the holds.
-      const normal = startMain({});
+      const normal = startOnTheseShards({});
       const { res, inv } = rpc(await normal.port);
-      await until("repair by the sweeper", 10_000, async () => {
-        const pending = (await openReservations()).filter((r) => r.status === "pending");
-        const holds = (await liveHolds()).filter((h) => !deliberateActive.has(String(h.reservation_id)));
-        return pending.length === 0 && holds.length === 0;
-      });
+      await until(
+        "repair by the sweeper",
+        async () => {
+          const pending = (await openReservations()).filter((r) => r.status === "pending");
+          const holds = (await liveHolds()).filter((h) => !deliberateActive.has(String(h.reservation_id)));
+          return pending.length === 0 && holds.length === 0;
+        },
+        10_000,
+        100,
+      );
       const failed = (await res.getReservation({ userId: buyer, reservationId: crashedId })).reservation;
       expect(failed?.status).toBe(ReservationStatus.FAILED);
       await expectRepaired(inv);

@@ -1,6 +1,3 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { once } from "node:events";
-import { setTimeout as delay } from "node:timers/promises";
 import { toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -21,12 +18,19 @@ import { checkOrders } from "../../src/order/order-check.js";
 import { createReservationService } from "../../src/reservation/reservation.service.js";
 import { createSweeper } from "../../src/reservation/sweeper.js";
 import { startTestApp, unique } from "../harness/app.js";
-import { bearer, testAuthEnv } from "../harness/auth.js";
+import { bearer } from "../harness/auth.js";
 import { client, transportFor } from "../harness/clients.js";
 import { rejection } from "../harness/errors.js";
 import { migrateShards } from "../harness/global-setup.js";
+import {
+  killStartedProcesses,
+  type MainProcess,
+  everyShard as shardRows,
+  startMain,
+} from "../harness/processes.js";
 import { type RedisNodes, startRedisNodes } from "../harness/redis-nodes.js";
 import { createShardDatabases, dropShardDatabases } from "../harness/shard-databases.js";
+import { until } from "../harness/wait.js";
 import { seedProduct } from "../inventory/seed.js";
 import { userOnShard } from "../reservation/seed.js";
 
@@ -56,49 +60,16 @@ afterAll(async () => {
   if (urls.length > 0) await dropShardDatabases(urls);
 });
 
-const children = new Set<ChildProcess>();
-afterEach(() => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
-  children.clear();
-});
+afterEach(killStartedProcesses);
 
 /** `npm start`'s entry point as a child process on this file's databases, killing itself at `point`. */
-function startFaulty(point: (typeof ORDER_FAULT_POINTS)[number]) {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
-    env: {
-      ...process.env,
-      PORT: "0",
-      HOST: "127.0.0.1",
-      SHARD_URLS: urls.join(","),
-      REDIS_URLS: (redis?.urls ?? []).join(","),
-      MIGRATE_ON_START: "false",
-      SWEEP_INTERVAL_MS: "3600000", // the crash must be repaired by someone else
-      LOG_LEVEL: "info",
-      FAULT_POINT: point,
-      ...testAuthEnv,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
+function startFaulty(point: (typeof ORDER_FAULT_POINTS)[number]): MainProcess {
+  return startMain({
+    SHARD_URLS: urls.join(","),
+    REDIS_URLS: (redis?.urls ?? []).join(","),
+    SWEEP_INTERVAL_MS: "3600000", // the crash must be repaired by someone else
+    FAULT_POINT: point,
   });
-  children.add(child);
-  let out = "";
-  // "close", not "exit": only then has all of its output been read.
-  const exited = once(child, "close") as Promise<[number | null, NodeJS.Signals | null]>;
-  const port = new Promise<number>((resolve, reject) => {
-    // Keep reading for the whole life of the process: a full pipe would block its logger.
-    child.stdout?.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-      const line = out.split("\n").find((l) => l.includes('"msg":"serving"'));
-      if (line) resolve(JSON.parse(line).port as number);
-    });
-    child.stderr?.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-    });
-    void exited.then(([code, signal]) =>
-      reject(new Error(`exited (${code ?? signal}) before serving:\n${out}`)),
-    );
-  });
-  port.catch(() => undefined);
-  return { port, exited, log: () => out };
 }
 
 const ordersOn = (port: number) =>
@@ -108,16 +79,7 @@ const ordersOn = (port: number) =>
   );
 
 type Row = Record<string, unknown>;
-
-/** A query on every shard, rows tagged with the shard index. */
-async function everyShard(sql: string, params: unknown[] = []): Promise<(Row & { shard: number })[]> {
-  const all = await Promise.all(
-    app.shards.shards.map(async (s) =>
-      (await s.fork().execute<Row[]>(sql, params)).map((r) => ({ ...r, shard: s.index })),
-    ),
-  );
-  return all.flat();
-}
+const everyShard = (sql: string, params: unknown[] = []) => shardRows(app.shards, sql, params);
 
 /** The buyer's order rows (parent first, then children by id). */
 const orderRows = (buyer: string) =>
@@ -143,15 +105,6 @@ const ledger = async (reservationId: string, kind: string) =>
       ])
     ).reduce((n, r) => n + Number(r.n), 0),
   );
-
-/** Polls `check` until true, failing after `ms` (a hang guard). */
-async function until(what: string, ms: number, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) expect.fail(`${what}: not reached within ${ms} ms`);
-    await delay(100);
-  }
-}
 
 describe("an order's stock step killed after the order committed", () => {
   const inv = () => client(InventoryService, transportFor("grpc-h2c", app.port));
@@ -255,15 +208,20 @@ describe("an order's stock step killed after the order committed", () => {
       ].sort(),
     );
     // Past the bound (1 s of the database's clock), the repair pass sells the holds.
-    await until("the order is older than the bound", 5_000, async () => {
-      const [r] = await app.shards
-        .forUser(buyer)
-        .fork()
-        .execute<Row[]>("select updated_at < now() - interval '1 second' as old from orders where id = ?", [
-          parentId,
-        ]);
-      return r?.old === true;
-    });
+    await until(
+      "the order is older than the bound",
+      async () => {
+        const [r] = await app.shards
+          .forUser(buyer)
+          .fork()
+          .execute<Row[]>("select updated_at < now() - interval '1 second' as old from orders where id = ?", [
+            parentId,
+          ]);
+        return r?.old === true;
+      },
+      5_000,
+      100,
+    );
     const repair = sweep(1);
     await repair.runOnce();
     expect(repair.counts).toMatchObject({
@@ -355,10 +313,15 @@ describe("an order's stock step killed after the order committed", () => {
       intentTimeoutMs: 1000,
     });
     try {
-      await until("the stock returned by the repair pass", 15_000, async () => {
-        const rows = await orderRows(buyer);
-        return rows.slice(1).every((r) => r.stock_status === "returned");
-      });
+      await until(
+        "the stock returned by the repair pass",
+        async () => {
+          const rows = await orderRows(buyer);
+          return rows.slice(1).every((r) => r.stock_status === "returned");
+        },
+        15_000,
+        100,
+      );
       expect(normal.sweeper.counts.errors).toBe(0);
       expect(normal.sweeper.counts.ordersRepaired).toBeGreaterThanOrEqual(2);
     } finally {

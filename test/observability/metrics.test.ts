@@ -9,6 +9,7 @@ import { client, transportFor } from "../harness/clients.js";
 import { expectError } from "../harness/errors.js";
 import { migrateShards } from "../harness/global-setup.js";
 import { createShardDatabases, dropShardDatabases } from "../harness/shard-databases.js";
+import { until } from "../harness/wait.js";
 import { seedProduct } from "../inventory/seed.js";
 import { userOnShard } from "../reservation/seed.js";
 import { sample, samples, scrapeH2c, scrapeHttp1, startObservedApp, type TestApp } from "./helpers.js";
@@ -169,20 +170,12 @@ describe("GET /metrics", () => {
         // the test aborts the stream
       }
     })();
-    await until(() => app.watchHub.openStreams() === 1);
+    await until("the stream is open", () => app.watchHub.openStreams() === 1);
     expect(await gauge()).toBe(1);
     expect(sample((await scrapeH2c(app.port)).body, "watch_streams_open")).toBe(1);
     abort.abort();
     await stream;
-    await until(() => app.watchHub.openStreams() === 0);
+    await until("the stream is released", () => app.watchHub.openStreams() === 0);
     expect(await gauge()).toBe(0);
   });
 });
-
-async function until(check: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) expect.fail(`condition not met within ${ms} ms`);
-    await delay(20);
-  }
-}

@@ -5,6 +5,7 @@ import type { OrderEventView } from "../../src/order/order.model.js";
 import { createOrderBus, type OrderBus } from "../../src/order/order-bus.js";
 import { unique } from "../harness/app.js";
 import { type RedisNodes, startRedisNodes } from "../harness/redis-nodes.js";
+import { until } from "../harness/wait.js";
 
 // Own Redis nodes: one is stopped and restarted here.
 let nodes: RedisNodes;
@@ -51,14 +52,6 @@ function record(bus: OrderBus): OrderEventView[] {
   const got: OrderEventView[] = [];
   bus.subscribe((e) => got.push(e));
   return got;
-}
-
-async function until(what: string, check: () => boolean): Promise<void> {
-  const deadline = Date.now() + WITHIN_MS;
-  while (!check()) {
-    if (Date.now() > deadline) expect.fail(`not within ${WITHIN_MS} ms: ${what}`);
-    await delay(20);
-  }
 }
 
 describe("order bus", () => {

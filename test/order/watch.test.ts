@@ -14,6 +14,7 @@ import type { App } from "../../src/app.js";
 import { startTestApp, unique } from "../harness/app.js";
 import { client, transportFor } from "../harness/clients.js";
 import { expectError } from "../harness/errors.js";
+import { until } from "../harness/wait.js";
 import { seedProduct } from "../inventory/seed.js";
 import { userOnShard } from "../reservation/seed.js";
 
@@ -89,14 +90,6 @@ function record(open: (signal: AbortSignal) => AsyncIterable<Response>) {
 
 /** "order@version" of each event: order ids differ per test, so exact lists are easy to compare. */
 const keys = (events: OrderEvent[]) => events.map((e) => `${e.orderId}@${e.version}`);
-
-async function until(what: string, check: () => boolean, ms = WITHIN_MS): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) expect.fail(`not within ${ms} ms: ${what}`);
-    await delay(20);
-  }
-}
 
 describe.each(PROTOCOLS)("watch over %s", (protocol) => {
   const onA = () => client(OrderService, transportFor(protocol, a.port));

@@ -8,6 +8,7 @@ import type { App } from "../../src/app.js";
 import { startTestApp, unique } from "../harness/app.js";
 import { bearer } from "../harness/auth.js";
 import { client, transportFor } from "../harness/clients.js";
+import { until } from "../harness/wait.js";
 import { seedProduct } from "../inventory/seed.js";
 import { userOnShard } from "../reservation/seed.js";
 
@@ -30,14 +31,6 @@ const USER_WATCHERS_PER_ORDER = 10;
 /** The server allows 1,000 concurrent streams per HTTP/2 connection: spread over several. */
 const CONNECTIONS = 4;
 const WITHIN_MS = 30_000;
-
-async function until(what: string, check: () => boolean, ms = WITHIN_MS): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) expect.fail(`not within ${ms} ms: ${what}`);
-    await delay(50);
-  }
-}
 
 describe("1,000 concurrent watchers", () => {
   it("each receive one change, and all streams close", { timeout: 120_000 }, async () => {
@@ -92,7 +85,7 @@ describe("1,000 concurrent watchers", () => {
     });
 
     // Every stream registered (live events buffer from registration on) before the changes.
-    await until("1,000 streams open on the server", () => app.watchHub.openStreams() === WATCHERS);
+    await until("1,000 streams open on the server", () => app.watchHub.openStreams() === WATCHERS, WITHIN_MS);
     const started = Date.now();
     await Promise.all(
       orders.map((o) =>
@@ -105,7 +98,7 @@ describe("1,000 concurrent watchers", () => {
         }),
       ),
     );
-    await until("every watcher has its change", () => received.every((r) => r.length >= 1));
+    await until("every watcher has its change", () => received.every((r) => r.length >= 1), WITHIN_MS);
     const tookMs = Date.now() - started;
     await delay(500); // room for a duplicate to show up
     expect(failures).toEqual([]);
