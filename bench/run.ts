@@ -37,6 +37,7 @@ const { values: args } = parseArgs({
     warmup: { type: "string" },
     connections: { type: "string" },
     products: { type: "string" },
+    profile: { type: "boolean", default: false },
   },
 });
 const smoke = args.smoke;
@@ -117,6 +118,10 @@ async function main(): Promise<number> {
       RATE_LIMIT_USER_RPS: "0",
       RATE_LIMIT_SERVICE_RPS: "0",
       DRAIN_TIMEOUT_MS: "1000",
+      // --profile: a V8 CPU profile of the product process, for Chrome DevTools or speedscope.
+      ...(args.profile && {
+        NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${new URL("./results/profiles/", import.meta.url).pathname}`,
+      }),
     },
     productPort,
   );

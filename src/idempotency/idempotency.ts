@@ -104,13 +104,21 @@ export async function claimKey(tx: EntityManager, claim: IdempotencyClaim): Prom
   );
   const row = rows[0];
   if (!row) return claimKey(tx, claim); // dropped between our insert and select: claim it again
-  if (row.request_hash !== claim.requestHash) {
+  return priorClaim(claim, row.request_hash, row.response);
+}
+
+/**
+ * What an existing record of the claim's key means: INVALID_ARGUMENT when it was made by a different
+ * request, else the stored answer or the work still running.
+ */
+export function priorClaim(claim: IdempotencyClaim, requestHash: string, response: unknown): ClaimResult {
+  if (requestHash !== claim.requestHash) {
     throw invalidArgument("idempotency_key", "was already used with a different request");
   }
-  if (row.response === null) return { state: "pending", ref: null };
-  const pending = (row.response as { $pending?: unknown }).$pending;
+  if (response === null) return { state: "pending", ref: null };
+  const pending = (response as { $pending?: unknown }).$pending;
   if (typeof pending === "string") return { state: "pending", ref: pending };
-  return { state: "done", response: reviveJson(row.response) };
+  return { state: "done", response: reviveJson(response) };
 }
 
 /** Stores the answer of a claimed key: every later replay gets exactly this. */
@@ -172,7 +180,8 @@ function dateReplacer(this: Record<string, unknown>, key: string, value: unknown
   return raw instanceof Date ? { $date: raw.toISOString() } : value;
 }
 
-function reviveJson(value: unknown): unknown {
+/** A stored answer as the first request returned it (dates revived). */
+export function reviveJson(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(reviveJson);
   if (value !== null && typeof value === "object") {
     const entries = Object.entries(value);

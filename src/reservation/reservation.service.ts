@@ -10,14 +10,17 @@ import {
   type IdempotencyClaim,
   inFlight,
   markPending,
+  priorClaim,
+  reviveJson,
   runIdempotent,
 } from "../idempotency/idempotency.js";
-import { takeHolds } from "../inventory/holds.repository.js";
+import { insufficientStock } from "../inventory/holds.repository.js";
 import type { StockLocks } from "../lock/locks.js";
 import { newId } from "../shard/ids.js";
 import { decodePageToken, keysetPage, listingHash } from "../shard/page-token.js";
 import { bucketOfUser } from "../shard/router.js";
 import type { ShardSet } from "../shard/shards.js";
+import { createReserveBatcher } from "./batcher.js";
 import { groupByStockShard, holdAll, type ShardGroup, settleOnShards } from "./holds.js";
 import type { ListReservationsInput, ReservationView, ReserveInput } from "./reservation.model.js";
 import * as repo from "./reservation.repository.js";
@@ -41,6 +44,7 @@ const notFound = () =>
 /** The reservation use cases. A reservation is all or nothing across however many stock shards. */
 export function createReservationService(deps: ReservationDeps) {
   const { shards, locks, logger } = deps;
+  const batcher = createReserveBatcher({ maxBatch: 64 });
 
   /** The buyer's reservation or NOT_FOUND (also for another user's: no existence leak). */
   async function owned(
@@ -54,28 +58,32 @@ export function createReservationService(deps: ReservationDeps) {
     return r;
   }
 
-  /** Everything on the buyer's shard: one transaction does the key, the reservation and the holds. */
+  /**
+   * Everything on the buyer's shard: one statement (shop_reserve, through the batcher) claims the
+   * key, takes the holds, inserts the reservation and stores the answer, all or nothing.
+   */
   async function reserveLocally(
     input: ReserveInput,
     claim: IdempotencyClaim,
     groups: ShardGroup[],
   ): Promise<ReservationView> {
     const bucket = bucketOfUser(input.userId);
-    return runIdempotent(shards.forBucket(bucket).fork(), claim, async (tx) => {
-      const id = newId("res", bucket);
-      await repo.insertReservation(tx, {
-        id,
-        bucket,
-        userId: input.userId,
-        status: "active",
-        ttlSeconds: input.ttlSeconds,
-        items: input.items,
-      });
-      const group = groups[0] as ShardGroup;
-      const held = await takeHolds(tx, id, group.items, group.bucket);
-      await repo.setItemWarehouses(tx, id, held);
-      return (await repo.findReservation(tx, id)) as ReservationView;
+    const group = groups[0] as ShardGroup;
+    const outcome = await batcher.submit(shards.forBucket(bucket), {
+      id: newId("res", bucket),
+      bucket,
+      userId: input.userId,
+      scope: claim.scope,
+      key: claim.key,
+      requestHash: claim.requestHash,
+      ttlSeconds: input.ttlSeconds,
+      items: group.items.map((item) => ({ ...item, movementId: newId("mov", group.bucket) })),
     });
+    if (outcome.state === "done") return reviveJson(outcome.response) as ReservationView;
+    if (outcome.state === "short") throw insufficientStock(outcome.short);
+    const prior = priorClaim(claim, outcome.hash, outcome.response);
+    if (prior.state !== "done") throw inFlight();
+    return prior.response as ReservationView;
   }
 
   /**

@@ -45,7 +45,7 @@ const connectionCodes = new Set([
   "53300", // too_many_connections: refused at connect time, retry elsewhere/later
 ]);
 /** Postgres SQLSTATEs after which a retry of the whole operation may succeed. */
-const retryCodes = new Set(["40001", "40P01", "55P03"]); // serialization, deadlock, lock_not_available
+const retryCodes = new Set(["40001", "40P01"]); // serialization, deadlock
 
 /** A detail to attach to a ConnectError (the type is not exported by connect). */
 type OutgoingDetail = NonNullable<ConstructorParameters<typeof ConnectError>[3]>[number];
@@ -97,7 +97,8 @@ function classifyOne(err: Record<string, unknown>): Classified | undefined {
   const name = typeof err.name === "string" ? err.name : "";
   const message = typeof err.message === "string" ? err.message : "";
   if (name === "AbortError") return { code: Code.Canceled, message: "canceled" };
-  if (name === "TimeoutError" || code === "57014") {
+  // 57014: statement_timeout; 55P03: lock_timeout. Both are only ever set from the caller's deadline.
+  if (name === "TimeoutError" || code === "57014" || code === "55P03") {
     return { code: Code.DeadlineExceeded, message: "deadline exceeded" };
   }
   if (code !== undefined && retryCodes.has(code)) return { code: Code.Aborted, message: "conflict, retry" };

@@ -13,6 +13,17 @@ export function withDeadline<T>(deadlineMs: number, fn: () => T): T {
   return storage.run(deadlineMs, fn);
 }
 
+/** The deadline (epoch ms) of the call being served, or undefined outside a call. */
+export function currentDeadline(): number | undefined {
+  return storage.getStore();
+}
+
+/** Milliseconds a statement may run with `deadline` (epoch ms) ahead: see remainingMs. */
+export function timeLeftMs(deadline: number, now = Date.now()): number {
+  const left = deadline - now;
+  return Math.max(1, Math.floor(left - Math.min(100, left / 10)));
+}
+
 /**
  * Milliseconds a statement started now may run (at least 1), or undefined outside a call. It stops
  * a little before the call's deadline (a tenth of the time left, at most 100 ms), so the database
@@ -20,7 +31,5 @@ export function withDeadline<T>(deadlineMs: number, fn: () => T): T {
  */
 export function remainingMs(now = Date.now()): number | undefined {
   const deadline = storage.getStore();
-  if (deadline === undefined) return undefined;
-  const left = deadline - now;
-  return Math.max(1, Math.floor(left - Math.min(100, left / 10)));
+  return deadline === undefined ? undefined : timeLeftMs(deadline, now);
 }

@@ -17,6 +17,12 @@ export interface Shard {
   queryCount(): number;
   /** This process's connections to the shard, from its `pg` pool (for metrics). */
   pool(): PoolStats;
+  /**
+   * One statement (`$1` placeholders) straight on the shard's `pg` pool, past the ORM, in its own
+   * implicit transaction: for the few hot paths where one round trip is the whole job (a
+   * reservation is one function call). Counted and traced like every other statement.
+   */
+  sql<T>(text: string, params: unknown[]): Promise<T[]>;
 }
 
 /** Connection counts of a shard's pool. */
@@ -137,7 +143,12 @@ export async function openShards(options: OpenShardsOptions): Promise<ShardSet> 
         waiting: pg.waitingCount,
         max: options.poolMax,
       });
-      shards.push({ index, orm, fork, queryCount: () => statements, pool });
+      const sql = <T>(text: string, params: unknown[]): Promise<T[]> => {
+        statements++;
+        const run = async () => (await pg.query(text, params)).rows as T[];
+        return options.traceQuery ? options.traceQuery(index, text, run) : run();
+      };
+      shards.push({ index, orm, fork, queryCount: () => statements, pool, sql });
     }
   } catch (e) {
     await Promise.allSettled(shards.map((s) => s.orm.close(true)));
