@@ -118,9 +118,115 @@ begin
   return results;
 end
 $fn$`);
+    // One stock shard's step of a cross-shard reservation (the saga in reservation.service.ts): the
+    // holds of the items on this shard, all or none, in one statement. Repeating it is safe: an item
+    // this reservation already holds is returned as it is. Items [{p, w, q, m}] sorted by product id.
+    // Answer: {state: 'held', holds: [{productId, warehouseId, quantity}]} | {state: 'short', short}
+    // | {state: 'gone'} (the reservation's holds were already released or sold).
+    this.addSql(`create function shop_hold(reservation text, items jsonb, lock_ms integer) returns jsonb
+language plpgsql as $fn$
+declare
+  item jsonb;
+  prior record;
+  wh text;
+  avail bigint;
+  short jsonb := '[]'::jsonb;
+  holds jsonb := '[]'::jsonb;
+  products text[] := '{}';
+  warehouses text[] := '{}';
+  quantities bigint[] := '{}';
+  movements text[] := '{}';
+begin
+  if lock_ms is not null then
+    perform set_config('lock_timeout', lock_ms::text, true);
+  end if;
+  foreach item in array array(select jsonb_array_elements(items)) loop
+    select warehouse_id, quantity, status into prior from stock_holds
+    where reservation_id = reservation and product_id = item->>'p';
+    if found then
+      if prior.status <> 'held' then
+        return jsonb_build_object('state', 'gone');
+      end if;
+      holds := holds || jsonb_build_array(jsonb_build_object(
+        'productId', item->>'p', 'warehouseId', prior.warehouse_id, 'quantity', prior.quantity));
+      continue;
+    end if;
+    wh := null; avail := null;
+    select warehouse_id, available into wh, avail from stock
+    where product_id = item->>'p' and (item->>'w' = '' or warehouse_id = item->>'w')
+    order by available desc, warehouse_id limit 1
+    for update;
+    if wh is null or avail < (item->>'q')::bigint then
+      short := short || jsonb_build_array(jsonb_build_object(
+        'productId', item->>'p', 'warehouseId', item->>'w', 'requested', (item->>'q')::bigint,
+        'available', coalesce(avail, 0)));
+    else
+      products := products || (item->>'p');
+      warehouses := warehouses || wh;
+      quantities := quantities || (item->>'q')::bigint;
+      movements := movements || (item->>'m');
+      holds := holds || jsonb_build_array(jsonb_build_object(
+        'productId', item->>'p', 'warehouseId', wh, 'quantity', (item->>'q')::bigint));
+    end if;
+  end loop;
+  if short <> '[]'::jsonb then
+    return jsonb_build_object('state', 'short', 'short', short);
+  end if;
+  update stock s set available = s.available - t.q, held = s.held + t.q,
+    version = s.version + 1, updated_at = now()
+  from unnest(products, warehouses, quantities) as t(p, w, q)
+  where s.product_id = t.p and s.warehouse_id = t.w;
+  insert into stock_holds (reservation_id, product_id, warehouse_id, quantity, status)
+  select reservation, t.p, t.w, t.q, 'held' from unnest(products, warehouses, quantities) as t(p, w, q);
+  insert into stock_movements (id, product_id, warehouse_id, kind, quantity,
+    d_available, d_held, d_sold, d_received, d_written_off, reason, reference)
+  select t.m, t.p, t.w, 'held', t.q, -t.q, t.q, 0, 0, 0, 'reservation', reservation
+  from unnest(movements, products, warehouses, quantities) as t(m, p, w, q);
+  return jsonb_build_object('state', 'held', 'holds', holds);
+end
+$fn$`);
+
+    // The last step of a cross-shard reservation, on the buyer's shard: a PENDING reservation becomes
+    // ACTIVE (its TTL starts now), its items get the warehouses the holds were taken from, and the
+    // answer is stored on the key; null when it is no longer pending (the sweeper failed it).
+    // holds: [{productId, warehouseId}].
+    this.addSql(`create function shop_reserve_activate(reservation text, ttl integer, holds jsonb,
+  key_scope text, key_name text) returns jsonb
+language plpgsql as $fn$
+declare
+  made record;
+  iso constant text := 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"';
+  answer jsonb;
+begin
+  update reservations set status = 'active',
+    expires_at = date_trunc('milliseconds', now() + make_interval(secs => ttl)),
+    version = version + 1, updated_at = date_trunc('milliseconds', now())
+  where id = reservation and status = 'pending'
+  returning user_id, expires_at, created_at, updated_at, version into made;
+  if not found then
+    return null;
+  end if;
+  update reservation_items ri set warehouse_id = t."warehouseId"
+  from jsonb_to_recordset(holds) as t("productId" text, "warehouseId" text)
+  where ri.reservation_id = reservation and ri.product_id = t."productId";
+  answer := jsonb_build_object(
+    'id', reservation, 'userId', made.user_id, 'status', 'active',
+    'items', (select jsonb_agg(jsonb_build_object('productId', product_id, 'warehouseId', warehouse_id,
+               'quantity', quantity) order by product_id)
+              from reservation_items where reservation_id = reservation),
+    'expiresAt', jsonb_build_object('$date', to_char(made.expires_at at time zone 'UTC', iso)),
+    'createdAt', jsonb_build_object('$date', to_char(made.created_at at time zone 'UTC', iso)),
+    'updatedAt', jsonb_build_object('$date', to_char(made.updated_at at time zone 'UTC', iso)),
+    'version', made.version);
+  update idempotency_records set response = answer where scope = key_scope and key = key_name;
+  return answer;
+end
+$fn$`);
   }
 
   override down(): void {
+    this.addSql("drop function if exists shop_reserve_activate(text, integer, jsonb, text, text)");
+    this.addSql("drop function if exists shop_hold(text, jsonb, integer)");
     this.addSql("drop function if exists shop_reserve(jsonb, integer)");
   }
 }

@@ -6,9 +6,9 @@ import {
   type ShortItem,
   settleHolds,
   shortfall,
-  takeHolds,
 } from "../inventory/holds.repository.js";
-import { parseId } from "../shard/ids.js";
+import { currentDeadline, timeLeftMs } from "../shard/deadline.js";
+import { newId, parseId } from "../shard/ids.js";
 import type { ShardSet } from "../shard/shards.js";
 import type { ReservedItem } from "./reservation.model.js";
 
@@ -36,7 +36,10 @@ export function groupByStockShard(shards: ShardSet, items: HoldRequest[], field 
   return [...groups.values()].sort((a, b) => a.shard - b.shard);
 }
 
-/** Takes the holds of one shard group in one transaction on that shard. */
+/**
+ * Takes the holds of one shard group on that shard: one statement (shop_hold, migration 0004), all
+ * or nothing, safe to repeat. Lock waits end before the caller's deadline.
+ */
 export async function holdOnShard(
   shards: ShardSet,
   reservationId: string,
@@ -44,8 +47,33 @@ export async function holdOnShard(
 ): Promise<ReservedItem[]> {
   const shard = shards.shards[group.shard];
   if (!shard) throw new Error(`no shard ${group.shard}`);
-  return shard.fork().transactional((tx) => takeHolds(tx, reservationId, group.items, group.bucket));
+  const items = group.items
+    .map((item) => ({
+      p: item.productId,
+      w: item.warehouseId,
+      q: item.quantity,
+      m: newId("mov", group.bucket),
+    }))
+    .sort((a, b) => (a.p < b.p ? -1 : a.p > b.p ? 1 : 0));
+  const deadline = currentDeadline();
+  const rows = await shard.sql<{ result: HoldOutcome }>("select shop_hold($1, $2::jsonb, $3) as result", [
+    reservationId,
+    JSON.stringify(items),
+    deadline === undefined ? null : timeLeftMs(deadline),
+  ]);
+  const result = rows[0]?.result;
+  if (result?.state === "held") return result.holds.map((h) => ({ ...h, quantity: Number(h.quantity) }));
+  if (result?.state === "short")
+    throw insufficientStock(
+      result.short.map((s) => ({ ...s, requested: Number(s.requested), available: Number(s.available) })),
+    );
+  throw new DomainError("reservation_expired", "the reservation's holds were already released");
 }
+
+type HoldOutcome =
+  | { state: "held"; holds: ReservedItem[] }
+  | { state: "short"; short: ShortItem[] }
+  | { state: "gone" };
 
 /**
  * Takes the holds of every group in order. When a shard refuses for lack of stock, the groups not

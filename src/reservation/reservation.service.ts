@@ -3,13 +3,12 @@ import type { EntityManager } from "@mikro-orm/postgresql";
 import type { Logger } from "pino";
 import { DomainError } from "../errors.js";
 import {
+  type ClaimResult,
   claimFor,
   claimKey,
-  completeKey,
   dropKey,
   type IdempotencyClaim,
   inFlight,
-  markPending,
   priorClaim,
   reviveJson,
   runIdempotent,
@@ -19,7 +18,7 @@ import type { StockLocks } from "../lock/locks.js";
 import { newId } from "../shard/ids.js";
 import { decodePageToken, keysetPage, listingHash } from "../shard/page-token.js";
 import { bucketOfUser } from "../shard/router.js";
-import type { ShardSet } from "../shard/shards.js";
+import type { Shard, ShardSet } from "../shard/shards.js";
 import { createReserveBatcher } from "./batcher.js";
 import { groupByStockShard, holdAll, type ShardGroup, settleOnShards } from "./holds.js";
 import type { ListReservationsInput, ReservationView, ReserveInput } from "./reservation.model.js";
@@ -87,6 +86,52 @@ export function createReservationService(deps: ReservationDeps) {
   }
 
   /**
+   * The saga's first step in one statement: claims the key already marked as taken by this
+   * reservation ({"$pending": id}) and inserts the PENDING intent with its items. A key that exists
+   * is read back as claimKey does (the answer, or work still running).
+   */
+  async function claimIntent(
+    buyer: Shard,
+    claim: IdempotencyClaim,
+    r: { id: string; bucket: number; userId: string; ttlSeconds: number; items: ReserveInput["items"] },
+  ): Promise<ClaimResult> {
+    const rows = await buyer.sql<{ claimed: boolean }>(
+      `with k as (
+         insert into idempotency_records (scope, key, request_hash, response)
+         values ($1, $2, $3, jsonb_build_object('$pending', $4::text))
+         on conflict (scope, key) do nothing returning 1
+       ), r as (
+         insert into reservations (id, bucket, user_id, status, expires_at)
+         select $4, $5, $6, 'pending', now() + make_interval(secs => $7) from k returning id
+       ), i as (
+         insert into reservation_items (reservation_id, product_id, warehouse_id, quantity)
+         select r.id, t.p, '', t.q from r, unnest($8::text[], $9::bigint[]) as t(p, q)
+       )
+       select exists (select 1 from k) as claimed`,
+      [
+        claim.scope,
+        claim.key,
+        claim.requestHash,
+        r.id,
+        r.bucket,
+        r.userId,
+        r.ttlSeconds,
+        r.items.map((i) => i.productId),
+        r.items.map((i) => i.quantity),
+      ],
+    );
+    if (rows[0]?.claimed) return { state: "new" };
+    const prior = await buyer.sql<{ request_hash: string; response: unknown }>(
+      "select request_hash, response from idempotency_records where scope = $1 and key = $2",
+      [claim.scope, claim.key],
+    );
+    const row = prior[0];
+    // Dropped since (its first request failed): claim it again.
+    if (!row) return claimIntent(buyer, claim, r);
+    return priorClaim(claim, row.request_hash, row.response);
+  }
+
+  /**
    * The saga: (1) intent row + key on the buyer's shard, (2) one idempotent hold transaction per
    * stock shard, under Redlock when there are several, (3) the final state. Any failure releases
    * what was held and fails the intent; a crash anywhere is repaired by the sweeper.
@@ -99,19 +144,12 @@ export function createReservationService(deps: ReservationDeps) {
     const bucket = bucketOfUser(input.userId);
     const buyer = shards.forBucket(bucket);
     const id = newId("res", bucket);
-    const claimed = await buyer.fork().transactional(async (tx) => {
-      const prior = await claimKey(tx, claim);
-      if (prior.state !== "new") return prior;
-      await repo.insertReservation(tx, {
-        id,
-        bucket,
-        userId: input.userId,
-        status: "pending",
-        ttlSeconds: input.ttlSeconds,
-        items: input.items,
-      });
-      await markPending(tx, claim, id);
-      return prior;
+    const claimed = await claimIntent(buyer, claim, {
+      id,
+      bucket,
+      userId: input.userId,
+      ttlSeconds: input.ttlSeconds,
+      items: input.items,
     });
     if (claimed.state === "done") return claimed.response as ReservationView;
     if (claimed.state === "pending") return awaitPrior(input, claim, groups);
@@ -125,13 +163,17 @@ export function createReservationService(deps: ReservationDeps) {
         });
       const keys = groups.flatMap((g) => g.items.map((item) => item.productId));
       const held = groups.length > 1 ? await locks.withLocks(keys, takeAll) : await takeAll();
-      const view = await buyer.fork().transactional(async (tx) => {
-        if (!(await repo.activate(tx, id, input.ttlSeconds))) return null;
-        await repo.setItemWarehouses(tx, id, held);
-        const v = (await repo.findReservation(tx, id)) as ReservationView;
-        await completeKey(tx, claim, v);
-        return v;
-      });
+      const answer = await buyer.sql<{ answer: unknown }>(
+        "select shop_reserve_activate($1, $2, $3::jsonb, $4, $5) as answer",
+        [
+          id,
+          input.ttlSeconds,
+          JSON.stringify(held.map(({ productId, warehouseId }) => ({ productId, warehouseId }))),
+          claim.scope,
+          claim.key,
+        ],
+      );
+      const view = answer[0]?.answer ? (reviveJson(answer[0].answer) as ReservationView) : null;
       if (view) return view;
       // The sweeper failed this intent while we worked (we were paused past its bound): undo.
       await settleOnShards(shards, id, groups, "released", logger);
