@@ -32,16 +32,32 @@ declare
   item jsonb;
   results jsonb := '[]'::jsonb;
   prior record;
-  wh text;
-  avail bigint;
   short jsonb;
-  products text[];
-  warehouses text[];
-  quantities bigint[];
-  movements text[];
-  made record;
   iso constant text := 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"';
+  created text := to_char(date_trunc('milliseconds', now()) at time zone 'UTC', iso);
   answer jsonb;
+  picked int[];
+  k int;
+  best int;
+  -- The stock rows locked so far, their available units as this batch leaves them, and what it took.
+  sp text[] := '{}';
+  sw text[] := '{}';
+  sa bigint[] := '{}';
+  st bigint[] := '{}';
+  -- What the batch writes at the end, one statement per table.
+  rid text[] := '{}';
+  rbucket smallint[] := '{}';
+  ruser text[] := '{}';
+  rttl int[] := '{}';
+  hres text[] := '{}';
+  hp text[] := '{}';
+  hw text[] := '{}';
+  hq bigint[] := '{}';
+  hm text[] := '{}';
+  kscope text[] := '{}';
+  kkey text[] := '{}';
+  kanswer jsonb[] := '{}';
+  items jsonb;
 begin
   if lock_ms is not null then
     perform set_config('lock_timeout', lock_ms::text, true);
@@ -51,6 +67,17 @@ begin
     values (req->>'scope', req->>'key', req->>'hash', 'null'::jsonb)
     on conflict (scope, key) do nothing;
     if not found then
+      -- Claimed earlier in this batch: its answer is in kanswer, not yet in the table.
+      k := array_position(kkey, req->>'key');
+      while k is not null and kscope[k] <> req->>'scope' loop
+        k := array_position(kkey, req->>'key', k + 1);
+      end loop;
+      if k is not null then
+        results := results || jsonb_build_array(jsonb_build_object(
+          'state', 'prior', 'hash', (select request_hash from idempotency_records
+            where scope = req->>'scope' and key = req->>'key'), 'response', kanswer[k]));
+        continue;
+      end if;
       select request_hash, response into prior
       from idempotency_records where scope = req->>'scope' and key = req->>'key';
       results := results || jsonb_build_array(jsonb_build_object(
@@ -58,24 +85,31 @@ begin
       continue;
     end if;
 
+    -- Pick a stock row per item (locking each product's rows once per batch) and check them all.
     short := '[]'::jsonb;
-    products := '{}'; warehouses := '{}'; quantities := '{}'; movements := '{}';
+    picked := '{}';
     foreach item in array array(select jsonb_array_elements(req->'items')) loop
-      wh := null; avail := null;
-      select warehouse_id, available into wh, avail from stock
-      where product_id = item->>'p' and (item->>'w' = '' or warehouse_id = item->>'w')
-      order by available desc, warehouse_id limit 1
-      for update;
-      if wh is null or avail < (item->>'q')::bigint then
+      if array_position(sp, item->>'p') is null then
+        select sp || array_agg(product_id), sw || array_agg(warehouse_id),
+               sa || array_agg(available), st || array_agg(0::bigint)
+        into sp, sw, sa, st
+        from (select product_id, warehouse_id, available from stock where product_id = item->>'p'
+              order by warehouse_id for update) locked;
+        sp := coalesce(sp, '{}'); sw := coalesce(sw, '{}'); sa := coalesce(sa, '{}'); st := coalesce(st, '{}');
+      end if;
+      best := null;
+      for k in 1 .. coalesce(array_length(sp, 1), 0) loop
+        if sp[k] = item->>'p' and (item->>'w' = '' or sw[k] = item->>'w')
+           and (best is null or sa[k] > sa[best]) then
+          best := k;
+        end if;
+      end loop;
+      if best is null or sa[best] < (item->>'q')::bigint then
         short := short || jsonb_build_array(jsonb_build_object(
           'productId', item->>'p', 'warehouseId', item->>'w', 'requested', (item->>'q')::bigint,
-          'available', coalesce(avail, 0), 'i', (item->>'i')::int));
-      else
-        products := products || (item->>'p');
-        warehouses := warehouses || wh;
-        quantities := quantities || (item->>'q')::bigint;
-        movements := movements || (item->>'m');
+          'available', coalesce(sa[best], 0), 'i', (item->>'i')::int));
       end if;
+      picked := picked || best;
     end loop;
 
     if short <> '[]'::jsonb then
@@ -84,37 +118,63 @@ begin
       continue;
     end if;
 
-    update stock s set available = s.available - t.q, held = s.held + t.q,
-      version = s.version + 1, updated_at = now()
-    from unnest(products, warehouses, quantities) as t(p, w, q)
-    where s.product_id = t.p and s.warehouse_id = t.w;
-    insert into stock_holds (reservation_id, product_id, warehouse_id, quantity, status)
-    select req->>'id', t.p, t.w, t.q, 'held' from unnest(products, warehouses, quantities) as t(p, w, q);
-    insert into stock_movements (id, product_id, warehouse_id, kind, quantity,
-      d_available, d_held, d_sold, d_received, d_written_off, reason, reference)
-    select t.m, t.p, t.w, 'held', t.q, -t.q, t.q, 0, 0, 0, 'reservation', req->>'id'
-    from unnest(movements, products, warehouses, quantities) as t(m, p, w, q);
-    -- Timestamps at millisecond precision, like the JavaScript Dates every other read makes of them.
-    insert into reservations (id, bucket, user_id, status, expires_at, created_at, updated_at)
-    values (req->>'id', (req->>'bucket')::smallint, req->>'user', 'active',
-      date_trunc('milliseconds', now() + make_interval(secs => (req->>'ttl')::int)),
-      date_trunc('milliseconds', now()), date_trunc('milliseconds', now()))
-    returning expires_at, created_at, updated_at, version into made;
-    insert into reservation_items (reservation_id, product_id, warehouse_id, quantity)
-    select req->>'id', t.p, t.w, t.q from unnest(products, warehouses, quantities) as t(p, w, q);
-
+    items := '[]'::jsonb;
+    k := 0;
+    foreach item in array array(select jsonb_array_elements(req->'items')) loop
+      k := k + 1;
+      best := picked[k];
+      sa[best] := sa[best] - (item->>'q')::bigint;
+      st[best] := st[best] + (item->>'q')::bigint;
+      hres := hres || (req->>'id');
+      hp := hp || (item->>'p');
+      hw := hw || sw[best];
+      hq := hq || (item->>'q')::bigint;
+      hm := hm || (item->>'m');
+      items := items || jsonb_build_array(jsonb_build_object(
+        'productId', item->>'p', 'warehouseId', sw[best], 'quantity', (item->>'q')::bigint));
+    end loop;
+    rid := rid || (req->>'id');
+    rbucket := rbucket || (req->>'bucket')::smallint;
+    ruser := ruser || (req->>'user');
+    rttl := rttl || (req->>'ttl')::int;
     -- The same JSON the transactional path stores (idempotency.ts: dates as {"$date": ISO}).
     answer := jsonb_build_object(
-      'id', req->>'id', 'userId', req->>'user', 'status', 'active',
-      'items', (select jsonb_agg(jsonb_build_object('productId', t.p, 'warehouseId', t.w, 'quantity', t.q)
-                 order by t.n) from unnest(products, warehouses, quantities) with ordinality as t(p, w, q, n)),
-      'expiresAt', jsonb_build_object('$date', to_char(made.expires_at at time zone 'UTC', iso)),
-      'createdAt', jsonb_build_object('$date', to_char(made.created_at at time zone 'UTC', iso)),
-      'updatedAt', jsonb_build_object('$date', to_char(made.updated_at at time zone 'UTC', iso)),
-      'version', made.version);
-    update idempotency_records set response = answer where scope = req->>'scope' and key = req->>'key';
+      'id', req->>'id', 'userId', req->>'user', 'status', 'active', 'items', items,
+      'expiresAt', jsonb_build_object('$date', to_char(date_trunc('milliseconds',
+        now() + make_interval(secs => (req->>'ttl')::int)) at time zone 'UTC', iso)),
+      'createdAt', jsonb_build_object('$date', created),
+      'updatedAt', jsonb_build_object('$date', created),
+      'version', 1);
+    kscope := kscope || (req->>'scope');
+    kkey := kkey || (req->>'key');
+    kanswer := array_append(kanswer, answer);
     results := results || jsonb_build_array(jsonb_build_object('state', 'done', 'response', answer));
   end loop;
+
+  if rid = '{}' then
+    return results;
+  end if;
+  -- One write per stock row for the whole batch: a hot product's row changes once, not per buyer.
+  update stock s set available = s.available - t.d, held = s.held + t.d,
+    version = s.version + 1, updated_at = now()
+  from unnest(sp, sw, st) as t(p, w, d)
+  where t.d > 0 and s.product_id = t.p and s.warehouse_id = t.w;
+  insert into stock_movements (id, product_id, warehouse_id, kind, quantity,
+    d_available, d_held, d_sold, d_received, d_written_off, reason, reference)
+  select t.m, t.p, t.w, 'held', t.q, -t.q, t.q, 0, 0, 0, 'reservation', t.r
+  from unnest(hm, hp, hw, hq, hres) as t(m, p, w, q, r);
+  -- Timestamps at millisecond precision, like the JavaScript Dates every other read makes of them.
+  insert into reservations (id, bucket, user_id, status, expires_at, created_at, updated_at)
+  select t.id, t.b, t.u, 'active', date_trunc('milliseconds', now() + make_interval(secs => t.ttl)),
+    date_trunc('milliseconds', now()), date_trunc('milliseconds', now())
+  from unnest(rid, rbucket, ruser, rttl) as t(id, b, u, ttl);
+  insert into reservation_items (reservation_id, product_id, warehouse_id, quantity)
+  select t.r, t.p, t.w, t.q from unnest(hres, hp, hw, hq) as t(r, p, w, q);
+  insert into stock_holds (reservation_id, product_id, warehouse_id, quantity, status)
+  select t.r, t.p, t.w, t.q, 'held' from unnest(hres, hp, hw, hq) as t(r, p, w, q);
+  update idempotency_records i set response = t.a
+  from unnest(kscope, kkey, kanswer) as t(s, k, a)
+  where i.scope = t.s and i.key = t.k;
   return results;
 end
 $fn$`);

@@ -55,6 +55,12 @@ describe("single-shard reservations are coalesced per product (shop_reserve)", (
     const batcher = createReserveBatcher({ maxBatch: 64 });
     const replayed = request(buyer, p.id, 1);
     const mismatched = { ...request(buyer, p.id, 2, replayed.key), id: newId("res", bucketOfUser(buyer)) };
+    const version = async () =>
+      Number(
+        (await shard.sql<{ version: string }>("select version from stock where product_id = $1", [p.id]))[0]
+          ?.version,
+      );
+    const versionBefore = await version();
     const before = shard.queryCount();
     // Submitted in one tick: the first goes alone, the other 31 wait for it and then share one statement.
     const outcomes = await Promise.all([
@@ -66,6 +72,8 @@ describe("single-shard reservations are coalesced per product (shop_reserve)", (
       batcher.submit(shard, request(buyer, p.id, 20)), // only 12 left by then: short, nothing written
     ]);
     expect(shard.queryCount() - before).toBe(2);
+    // The hot row was written once per statement (the lot's total), not once per buyer.
+    expect((await version()) - versionBefore).toBe(2);
     const states = outcomes.map((o) => o.state);
     expect(states.filter((s) => s === "done")).toHaveLength(29);
     expect(outcomes[29]).toMatchObject({ state: "prior", hash: replayed.requestHash });
