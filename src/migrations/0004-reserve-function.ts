@@ -36,14 +36,16 @@ declare
   iso constant text := 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"';
   created text := to_char(date_trunc('milliseconds', now()) at time zone 'UTC', iso);
   answer jsonb;
+  items jsonb;
   picked int[];
   k int;
   best int;
-  -- The stock rows locked so far, their available units as this batch leaves them, and what it took.
-  sp text[] := '{}';
-  sw text[] := '{}';
-  sa bigint[] := '{}';
-  st bigint[] := '{}';
+  -- Every stock row of the batch's products, locked up front in (product, warehouse) order, the
+  -- units each still has as this batch leaves them, and what the batch took from each.
+  sp text[];
+  sw text[];
+  sa bigint[];
+  st bigint[];
   -- What the batch writes at the end, one statement per table.
   rid text[] := '{}';
   rbucket smallint[] := '{}';
@@ -54,55 +56,43 @@ declare
   hw text[] := '{}';
   hq bigint[] := '{}';
   hm text[] := '{}';
-  kscope text[] := '{}';
-  kkey text[] := '{}';
-  kanswer jsonb[] := '{}';
-  items jsonb;
 begin
   if lock_ms is not null then
     perform set_config('lock_timeout', lock_ms::text, true);
   end if;
+  -- One sorted lock order for every batch: concurrent batches wait for each other, never deadlock.
+  select coalesce(array_agg(product_id order by product_id, warehouse_id), '{}'),
+         coalesce(array_agg(warehouse_id order by product_id, warehouse_id), '{}'),
+         coalesce(array_agg(available order by product_id, warehouse_id), '{}'),
+         coalesce(array_agg(0::bigint), '{}')
+  into sp, sw, sa, st
+  from (select product_id, warehouse_id, available from stock
+        where product_id in (select i->>'p' from jsonb_array_elements(requests) r,
+                             jsonb_array_elements(r->'items') i)
+        order by product_id, warehouse_id
+        for update) locked;
+
   foreach req in array array(select jsonb_array_elements(requests)) loop
-    insert into idempotency_records (scope, key, request_hash, response)
-    values (req->>'scope', req->>'key', req->>'hash', 'null'::jsonb)
-    on conflict (scope, key) do nothing;
-    if not found then
-      -- Claimed earlier in this batch: its answer is in kanswer, not yet in the table.
-      k := array_position(kkey, req->>'key');
-      while k is not null and kscope[k] <> req->>'scope' loop
-        k := array_position(kkey, req->>'key', k + 1);
-      end loop;
-      if k is not null then
-        results := results || jsonb_build_array(jsonb_build_object(
-          'state', 'prior', 'hash', (select request_hash from idempotency_records
-            where scope = req->>'scope' and key = req->>'key'), 'response', kanswer[k]));
-        continue;
-      end if;
-      select request_hash, response into prior
-      from idempotency_records where scope = req->>'scope' and key = req->>'key';
+    -- A key seen before (committed, or earlier in this batch): its answer, nothing else.
+    select request_hash, response into prior
+    from idempotency_records where scope = req->>'scope' and key = req->>'key';
+    if found then
       results := results || jsonb_build_array(jsonb_build_object(
         'state', 'prior', 'hash', prior.request_hash, 'response', prior.response));
       continue;
     end if;
 
-    -- Pick a stock row per item (locking each product's rows once per batch) and check them all.
+    -- A stock row per item: the asked warehouse, or the one with the most units (ties: first id).
     short := '[]'::jsonb;
     picked := '{}';
     foreach item in array array(select jsonb_array_elements(req->'items')) loop
-      if array_position(sp, item->>'p') is null then
-        select sp || array_agg(product_id), sw || array_agg(warehouse_id),
-               sa || array_agg(available), st || array_agg(0::bigint)
-        into sp, sw, sa, st
-        from (select product_id, warehouse_id, available from stock where product_id = item->>'p'
-              order by warehouse_id for update) locked;
-        sp := coalesce(sp, '{}'); sw := coalesce(sw, '{}'); sa := coalesce(sa, '{}'); st := coalesce(st, '{}');
-      end if;
       best := null;
-      for k in 1 .. coalesce(array_length(sp, 1), 0) loop
-        if sp[k] = item->>'p' and (item->>'w' = '' or sw[k] = item->>'w')
-           and (best is null or sa[k] > sa[best]) then
+      k := array_position(sp, item->>'p');
+      while k is not null and k <= array_length(sp, 1) and sp[k] = item->>'p' loop
+        if (item->>'w' = '' or sw[k] = item->>'w') and (best is null or sa[k] > sa[best]) then
           best := k;
         end if;
+        k := k + 1;
       end loop;
       if best is null or sa[best] < (item->>'q')::bigint then
         short := short || jsonb_build_array(jsonb_build_object(
@@ -111,14 +101,39 @@ begin
       end if;
       picked := picked || best;
     end loop;
-
     if short <> '[]'::jsonb then
-      delete from idempotency_records where scope = req->>'scope' and key = req->>'key';
       results := results || jsonb_build_array(jsonb_build_object('state', 'short', 'short', short));
       continue;
     end if;
 
     items := '[]'::jsonb;
+    k := 0;
+    foreach item in array array(select jsonb_array_elements(req->'items')) loop
+      k := k + 1;
+      items := items || jsonb_build_array(jsonb_build_object(
+        'productId', item->>'p', 'warehouseId', sw[picked[k]], 'quantity', (item->>'q')::bigint));
+    end loop;
+    -- The same JSON the transactional path stores (idempotency.ts: dates as {"$date": ISO}).
+    answer := jsonb_build_object(
+      'id', req->>'id', 'userId', req->>'user', 'status', 'active', 'items', items,
+      'expiresAt', jsonb_build_object('$date', to_char(date_trunc('milliseconds',
+        now() + make_interval(secs => (req->>'ttl')::int)) at time zone 'UTC', iso)),
+      'createdAt', jsonb_build_object('$date', created),
+      'updatedAt', jsonb_build_object('$date', created),
+      'version', 1);
+    -- The key with its answer. Taken meanwhile by another transaction (we waited for it to commit):
+    -- that one's answer stands and this request takes nothing.
+    insert into idempotency_records (scope, key, request_hash, response)
+    values (req->>'scope', req->>'key', req->>'hash', answer)
+    on conflict (scope, key) do nothing;
+    if not found then
+      select request_hash, response into prior
+      from idempotency_records where scope = req->>'scope' and key = req->>'key';
+      results := results || jsonb_build_array(jsonb_build_object(
+        'state', 'prior', 'hash', prior.request_hash, 'response', prior.response));
+      continue;
+    end if;
+
     k := 0;
     foreach item in array array(select jsonb_array_elements(req->'items')) loop
       k := k + 1;
@@ -130,24 +145,11 @@ begin
       hw := hw || sw[best];
       hq := hq || (item->>'q')::bigint;
       hm := hm || (item->>'m');
-      items := items || jsonb_build_array(jsonb_build_object(
-        'productId', item->>'p', 'warehouseId', sw[best], 'quantity', (item->>'q')::bigint));
     end loop;
     rid := rid || (req->>'id');
     rbucket := rbucket || (req->>'bucket')::smallint;
     ruser := ruser || (req->>'user');
     rttl := rttl || (req->>'ttl')::int;
-    -- The same JSON the transactional path stores (idempotency.ts: dates as {"$date": ISO}).
-    answer := jsonb_build_object(
-      'id', req->>'id', 'userId', req->>'user', 'status', 'active', 'items', items,
-      'expiresAt', jsonb_build_object('$date', to_char(date_trunc('milliseconds',
-        now() + make_interval(secs => (req->>'ttl')::int)) at time zone 'UTC', iso)),
-      'createdAt', jsonb_build_object('$date', created),
-      'updatedAt', jsonb_build_object('$date', created),
-      'version', 1);
-    kscope := kscope || (req->>'scope');
-    kkey := kkey || (req->>'key');
-    kanswer := array_append(kanswer, answer);
     results := results || jsonb_build_array(jsonb_build_object('state', 'done', 'response', answer));
   end loop;
 
@@ -172,9 +174,6 @@ begin
   select t.r, t.p, t.w, t.q from unnest(hres, hp, hw, hq) as t(r, p, w, q);
   insert into stock_holds (reservation_id, product_id, warehouse_id, quantity, status)
   select t.r, t.p, t.w, t.q, 'held' from unnest(hres, hp, hw, hq) as t(r, p, w, q);
-  update idempotency_records i set response = t.a
-  from unnest(kscope, kkey, kanswer) as t(s, k, a)
-  where i.scope = t.s and i.key = t.k;
   return results;
 end
 $fn$`);

@@ -5,14 +5,16 @@ import type { Shard } from "../shard/shards.js";
 
 /**
  * Reservations whose stock is all on the buyer's shard go through `shop_reserve` (migration 0004):
- * one statement does the key, the holds, the reservation and the stored answer.
+ * one statement does the keys, the holds, the reservations and the stored answers of a whole batch.
  *
- * Coalescing: requests for the same products on the same shard share a lane. A lane has at most
- * ONE statement in flight, and whatever arrives meanwhile goes into its next statement (up to
- * `maxBatch`). So a hot product has one writer at a time, which takes its row lock once for the
- * whole lot, instead of dozens of transactions queueing on that lock (the collapse measured in
- * ../shared/ecosystem-notes.md: ~2.4k/s with few writers, ~1k/s at 32-64). Uniform traffic finds
- * its lane idle and goes at once, alone: no added wait.
+ * Coalescing: each shard has one queue and at most `writers` statements in flight. A request that
+ * finds a writer free goes at once, alone (no added wait when the shard is quiet); requests that
+ * arrive while every writer is busy go together in the next statement, up to `maxBatch`. So:
+ *  - a hot product has at most `writers` transactions on its row at any time, each taking the row
+ *    lock once for its whole lot, instead of dozens queueing on that lock (the collapse measured in
+ *    ../shared/ecosystem-notes.md: ~2.4k/s with few writers, ~1k/s at 32-64);
+ *  - under load one round trip and one commit serve many callers, on every product.
+ * Batches lock their stock rows in one sorted order, so concurrent batches never deadlock.
  */
 
 /** One reservation to make on its buyer's shard. */
@@ -31,10 +33,17 @@ export interface LocalReserve {
 /** What became of one request. */
 export type LocalOutcome =
   | { state: "done"; response: unknown }
-  /** The key was there already: its request hash and stored answer ('null' while still running). */
+  /** The key was there already: its request hash and stored answer (null while still running). */
   | { state: "prior"; hash: string; response: unknown }
   /** Nothing written: these items are short, in the request's item order. */
   | { state: "short"; short: ShortItem[] };
+
+export interface BatcherOptions {
+  /** Statements in flight per shard. */
+  writers: number;
+  /** Requests per statement at most. */
+  maxBatch: number;
+}
 
 interface Waiting {
   request: LocalReserve;
@@ -47,7 +56,7 @@ interface Waiting {
 interface Lane {
   shard: Shard;
   queue: Waiting[];
-  busy: boolean;
+  running: number;
 }
 
 type Raw =
@@ -55,65 +64,82 @@ type Raw =
   | { state: "prior"; hash: string; response: unknown }
   | { state: "short"; short: (ShortItem & { i: number })[] };
 
+/** A lock wait cut by lock_timeout (the shortest deadline in the batch). */
+const LOCK_TIMEOUT = "55P03";
+
 export type ReserveBatcher = ReturnType<typeof createReserveBatcher>;
 
-export function createReserveBatcher(opts: { maxBatch: number }) {
-  const lanes = new Map<string, Lane>();
+export function createReserveBatcher(opts: BatcherOptions) {
+  const lanes = new Map<number, Lane>();
 
-  async function run(laneKey: string, lane: Lane): Promise<void> {
-    lane.busy = true;
-    try {
-      while (lane.queue.length > 0) {
-        const now = Date.now();
-        const batch: Waiting[] = [];
-        for (const w of lane.queue.splice(0, opts.maxBatch)) {
-          // A caller whose deadline has passed was answered DEADLINE_EXCEEDED: never write for it.
-          if (w.deadline !== undefined && w.deadline - now <= 1) w.reject(tooLate());
-          else batch.push(w);
-        }
-        if (batch.length === 0) continue;
-        const deadlines = batch.flatMap((w) => (w.deadline === undefined ? [] : [w.deadline]));
-        const lockMs = deadlines.length > 0 ? timeLeftMs(Math.min(...deadlines), now) : null;
-        try {
-          const rows = await lane.shard.sql<{ results: Raw[] }>(
-            "select shop_reserve($1::jsonb, $2) as results",
-            [JSON.stringify(batch.map((w) => encode(w.request))), lockMs],
-          );
-          const results = rows[0]?.results ?? [];
-          batch.forEach((w, i) => {
-            const r = results[i];
-            if (r === undefined) w.reject(new Error("shop_reserve returned fewer results than requests"));
-            else w.resolve(decode(r));
-          });
-        } catch (e) {
-          for (const w of batch) w.reject(e);
-        }
+  function laneOf(shard: Shard): Lane {
+    let lane = lanes.get(shard.index);
+    if (!lane) {
+      lane = { shard, queue: [], running: 0 };
+      lanes.set(shard.index, lane);
+    }
+    return lane;
+  }
+
+  function pump(lane: Lane): void {
+    while (lane.running < opts.writers && lane.queue.length > 0) {
+      const now = Date.now();
+      const batch: Waiting[] = [];
+      for (const w of lane.queue.splice(0, opts.maxBatch)) {
+        // A caller whose deadline has passed was answered DEADLINE_EXCEEDED: never write for it.
+        if (w.deadline !== undefined && w.deadline - now <= 1) w.reject(tooLate());
+        else batch.push(w);
       }
-    } finally {
-      lane.busy = false;
-      lanes.delete(laneKey);
+      if (batch.length === 0) continue;
+      lane.running++;
+      void run(lane, batch).finally(() => {
+        lane.running--;
+        pump(lane);
+      });
+    }
+  }
+
+  async function run(lane: Lane, batch: Waiting[]): Promise<void> {
+    const now = Date.now();
+    const deadlines = batch.flatMap((w) => (w.deadline === undefined ? [] : [w.deadline]));
+    const first = deadlines.length > 0 ? Math.min(...deadlines) : undefined;
+    try {
+      const rows = await lane.shard.sql<{ results: Raw[] }>("select shop_reserve($1::jsonb, $2) as results", [
+        JSON.stringify(batch.map((w) => encode(w.request))),
+        first === undefined ? null : timeLeftMs(first, now),
+      ]);
+      const results = rows[0]?.results ?? [];
+      batch.forEach((w, i) => {
+        const r = results[i];
+        if (r === undefined) w.reject(new Error("shop_reserve returned fewer results than requests"));
+        else w.resolve(decode(r));
+      });
+    } catch (e) {
+      if ((e as { code?: unknown }).code !== LOCK_TIMEOUT || first === undefined) {
+        for (const w of batch) w.reject(e);
+        return;
+      }
+      // The wait was cut for the batch's shortest deadline: that caller is answered; the others
+      // still have time and go again (nothing of this batch was written).
+      const again = batch.filter((w) => w.deadline !== first);
+      for (const w of batch) if (w.deadline === first) w.reject(e);
+      lane.queue.unshift(...again);
     }
   }
 
   return {
-    /** Queues the request on its lane and resolves with its outcome. */
+    /** Queues the request on its shard's lane and resolves with its outcome. */
     submit(shard: Shard, request: LocalReserve): Promise<LocalOutcome> {
-      const laneKey = `${shard.index}|${request.items.map((i) => i.productId).join(",")}`;
-      let lane = lanes.get(laneKey);
-      if (!lane) {
-        lane = { shard, queue: [], busy: false };
-        lanes.set(laneKey, lane);
-      }
-      const waiting = lane;
+      const lane = laneOf(shard);
       return new Promise<LocalOutcome>((resolve, reject) => {
-        waiting.queue.push({ request, deadline: currentDeadline(), resolve, reject });
-        if (!waiting.busy) void run(laneKey, waiting);
+        lane.queue.push({ request, deadline: currentDeadline(), resolve, reject });
+        pump(lane);
       });
     },
   };
 }
 
-/** The function's input for one request; items sorted by product id (the lock order), `i` = index. */
+/** The function's input for one request; items sorted by product id, `i` = the item's index. */
 function encode(r: LocalReserve) {
   const items = r.items
     .map((item, i) => ({ p: item.productId, w: item.warehouseId, q: item.quantity, m: item.movementId, i }))

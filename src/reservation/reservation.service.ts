@@ -43,7 +43,7 @@ const notFound = () =>
 /** The reservation use cases. A reservation is all or nothing across however many stock shards. */
 export function createReservationService(deps: ReservationDeps) {
   const { shards, locks, logger } = deps;
-  const batcher = createReserveBatcher({ maxBatch: 64 });
+  const batcher = createReserveBatcher({ writers: 2, maxBatch: 64 });
 
   /** The buyer's reservation or NOT_FOUND (also for another user's: no existence leak). */
   async function owned(

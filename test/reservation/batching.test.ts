@@ -26,7 +26,7 @@ afterAll(async () => {
 const inv = () => client(InventoryService, transportFor("grpc-h2c", app.port));
 const res = () => client(ReservationService, transportFor("grpc-h2c", app.port));
 
-describe("single-shard reservations are coalesced per product (shop_reserve)", () => {
+describe("single-shard reservations are coalesced per shard (shop_reserve)", () => {
   /** A request as the service makes it, for `quantity` of `productId`. */
   function request(buyer: string, productId: string, quantity: number, key = unique("k")): LocalReserve {
     const bucket = bucketOfUser(buyer);
@@ -52,7 +52,7 @@ describe("single-shard reservations are coalesced per product (shop_reserve)", (
     const buyer = userOnShard(app, 0, "buyer");
     const p = await seedProduct(inv(), userOnShard(app, 0, "seller"), { stock: { main: 40 } });
     const shard = app.shards.shards[0] as Shard;
-    const batcher = createReserveBatcher({ maxBatch: 64 });
+    const batcher = createReserveBatcher({ writers: 1, maxBatch: 64 });
     const replayed = request(buyer, p.id, 1);
     const mismatched = { ...request(buyer, p.id, 2, replayed.key), id: newId("res", bucketOfUser(buyer)) };
     const version = async () =>
