@@ -20,8 +20,9 @@ COPY src ./src
 COPY scripts/healthcheck.mjs ./scripts/healthcheck.mjs
 
 USER node
-ENV PORT=8080
-EXPOSE 8080
+ENV PORT=8080 GRPC_PORT=8081
+# 8080: every protocol; 8081: native gRPC only (docs/server.md).
+EXPOSE 8080 8081
 HEALTHCHECK --interval=5s --timeout=4s --start-period=30s --retries=3 CMD ["node", "scripts/healthcheck.mjs"]
 # node is PID 1 and handles SIGTERM itself (drain, then exit); no npm wrapper in between.
 CMD ["node", "--import", "tsx", "src/main.ts"]

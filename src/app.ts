@@ -176,6 +176,7 @@ export async function createApp(
     const server = await startServer({
       host: config.host,
       port: config.port,
+      grpcPort: config.grpcPort,
       routes,
       servedServices: served,
       corsOrigins: config.corsOrigins,

@@ -14,6 +14,8 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export interface Config {
   readonly port: number;
+  /** The native gRPC port (grpc-js); null: off. */
+  readonly grpcPort: number | null;
   readonly host: string;
   /** null: start embedded Postgres shards under dataDir. */
   readonly shardUrls: string[] | null;
@@ -115,6 +117,14 @@ const oneOf = <T extends string>(values: readonly T[]) =>
   z.string().refine((s): s is T => (values as readonly string[]).includes(s), {
     message: `must be one of ${values.join("|")}`,
   });
+
+/** A port number, or "off". */
+const portOrOff = z
+  .string()
+  .refine((s) => s === "off" || (/^\d+$/.test(s) && Number(s) <= 65535), {
+    message: 'must be an integer 0-65535 or "off"',
+  })
+  .transform((s) => (s === "off" ? null : Number(s)));
 
 const boolean = z
   .string()
@@ -238,6 +248,8 @@ function publicKeysProblem(s: string): string | undefined {
 const schema = z.object({
   /** Port the one plaintext server (gRPC, gRPC-Web, Connect over h2c and HTTP/1.1) listens on; 0 picks one. */
   PORT: integer(0, 65535).default(8080),
+  /** Port of the native gRPC server (grpc-js: gRPC only, far less CPU per call); 0 picks one, "off" disables it. */
+  GRPC_PORT: portOrOff.default(8081),
   /** Interface to listen on. */
   HOST: nonEmpty.default("0.0.0.0"),
   /** Comma-separated postgres:// URLs, one per physical shard, in shard order; unset starts embedded Postgres. */
@@ -343,6 +355,7 @@ export function loadConfig(env: Env = process.env): Config {
   const e = parsed.data;
   const config: Config = {
     port: e.PORT,
+    grpcPort: e.GRPC_PORT,
     host: e.HOST,
     shardUrls: e.SHARD_URLS ?? null,
     redisUrls: e.REDIS_URLS ?? null,
@@ -380,6 +393,9 @@ export function loadConfig(env: Env = process.env): Config {
     authDev: e.AUTH_DEV,
   };
   checkAuthSettings(config);
+  if (config.grpcPort !== null && config.grpcPort !== 0 && config.grpcPort === config.port) {
+    throw new ConfigError("GRPC_PORT", `GRPC_PORT: must differ from PORT (got "${config.grpcPort}")`);
+  }
   checkOrder("DEFAULT_DEADLINE_MS", config.defaultDeadlineMs, "MAX_DEADLINE_MS", config.maxDeadlineMs);
   checkOrder(
     "RESERVATION_DEFAULT_TTL_S",

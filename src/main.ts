@@ -40,7 +40,12 @@ async function main(): Promise<void> {
     throw e;
   });
   logger.info(
-    { port: app.server.port, services: config.services, shards: app.shards.shards.length },
+    {
+      port: app.server.port,
+      grpcPort: app.server.grpcPort,
+      services: config.services,
+      shards: app.shards.shards.length,
+    },
     "serving",
   );
   if (app.devTokens) printDevTokens(app.devTokens, app.server.port);

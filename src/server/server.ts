@@ -1,6 +1,7 @@
 /**
  * The RPC server: the app's routes plus health and reflection, over Connect, gRPC and gRPC-Web on
- * one plaintext port, with the interceptors every call goes through and a graceful drain.
+ * one plaintext port, with the interceptors every call goes through and a graceful drain; optionally
+ * the same again over native gRPC (grpc-js) on a second port.
  */
 import type { DescService } from "@bufbuild/protobuf";
 import { type ConnectRouter, createContextValues, type Interceptor } from "@connectrpc/connect";
@@ -12,6 +13,7 @@ import { createTracing, type Tracing } from "../observability/tracing.js";
 import { pickRequestId, requestIdHeader, requestIdKey, shutdownSignalKey } from "./context.js";
 import { type NodeHandler, withCors } from "./cors.js";
 import { composeGate, type RequestGate } from "./gate.js";
+import { type NativeGrpcServer, startNativeGrpc } from "./grpc-native.js";
 import { createHealthState, type HealthState, registerHealth } from "./health.js";
 import {
   deadlineInterceptor,
@@ -21,6 +23,7 @@ import {
 } from "./interceptors.js";
 import { createOnePort } from "./one-port.js";
 import { registerReflection } from "./reflection.js";
+import { recordRoutes, replayRoutes } from "./registrations.js";
 
 export { loggerKey, requestIdKey, shutdownSignalKey } from "./context.js";
 
@@ -29,6 +32,11 @@ export interface ServerOptions {
   host: string;
   /** 0 picks a free port; RunningServer.port tells which. */
   port: number;
+  /**
+   * The native gRPC port (grpc-js, grpc-native.ts): the same services, gate and interceptors, gRPC
+   * only, at a fraction of the CPU per call. 0 picks a free port; null or unset: none.
+   */
+  grpcPort?: number | null;
   /** Registers the shop services this process serves (the app decides which). */
   routes: (router: ConnectRouter) => void;
   /** The shop services `routes` registers, for health and reflection. */
@@ -59,11 +67,13 @@ export interface ServerOptions {
 export interface RunningServer {
   /** The bound port. */
   port: number;
+  /** The bound native gRPC port; null when there is none. */
+  grpcPort: number | null;
   health: HealthState;
   /** Aborted when drain starts: stream handlers end on it (also in ctx.values via shutdownSignalKey). */
   shutdownSignal: AbortSignal;
   /**
-   * Health NOT_SERVING, stop accepting, let in-flight calls finish while streams end on
+   * Health NOT_SERVING, stop accepting (both ports), let in-flight calls finish while streams end on
    * shutdownSignal, GOAWAY h2 sessions, close idle HTTP/1.1 connections; after `graceMs` destroy
    * whatever remains.
    */
@@ -87,12 +97,27 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     shutdown.signal,
   );
   const servedWithHealth = [...opts.servedServices, Health];
+  // Recorded once, so both ports serve the very same implementation objects.
+  const registrations = recordRoutes((router) => {
+    opts.routes(router);
+    registerHealth(router, health);
+    registerReflection(router, servedWithHealth);
+  });
+  const requestGate = composeGate(opts.requestGate, log);
+  const interceptors = [
+    observationInterceptor({
+      tracing: opts.tracing ?? createTracing({ exporter: "none", endpoint: "", serviceName: "" }),
+      ...(opts.metrics && { metrics: opts.metrics }),
+    }),
+    loggingInterceptor(log),
+    errorMappingInterceptor(),
+    deadlineInterceptor({ defaultTimeoutMs: opts.defaultTimeoutMs, maxTimeoutMs: opts.maxTimeoutMs }),
+    ...(opts.interceptors ?? []),
+  ];
+  const contextValues = (requestId: string | string[] | undefined) =>
+    createContextValues().set(requestIdKey, pickRequestId(requestId)).set(shutdownSignalKey, shutdown.signal);
   const handler = connectNodeAdapter({
-    routes(router) {
-      opts.routes(router);
-      registerHealth(router, health);
-      registerReflection(router, servedWithHealth);
-    },
+    routes: (router) => replayRoutes(registrations, router),
     // All three protocols are on by default; Connect JSON and binary both.
     // Connect requests must state their protocol version (header, or ?connect=v1 on GET), so a
     // plain cross-site form post or <img> GET is refused before a handler runs.
@@ -102,29 +127,36 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     maxTimeoutMs: maxTimerMs,
     // Deliberately no `shutdownSignal` here: connect would abort every in-flight call on drain,
     // unary ones included. Streams learn of drain through shutdownSignalKey instead.
-    requestGate: composeGate(opts.requestGate, log),
-    interceptors: [
-      observationInterceptor({
-        tracing: opts.tracing ?? createTracing({ exporter: "none", endpoint: "", serviceName: "" }),
-        ...(opts.metrics && { metrics: opts.metrics }),
-      }),
-      loggingInterceptor(log),
-      errorMappingInterceptor(),
-      deadlineInterceptor({ defaultTimeoutMs: opts.defaultTimeoutMs, maxTimeoutMs: opts.maxTimeoutMs }),
-      ...(opts.interceptors ?? []),
-    ],
-    contextValues: (req) =>
-      createContextValues()
-        .set(requestIdKey, pickRequestId(req.headers[requestIdHeader]))
-        .set(shutdownSignalKey, shutdown.signal),
+    requestGate,
+    interceptors,
+    contextValues: (req) => contextValues(req.headers[requestIdHeader]),
   });
   const rpc = withCors(opts.corsOrigins, handler);
   const server = createOnePort({ handler: opts.metrics ? withMetrics(opts.metrics, rpc, log) : rpc, log });
   const port = await server.listen(opts.port, opts.host);
   log.info({ host: opts.host, port }, "listening");
+  let native: NativeGrpcServer | undefined;
+  if (opts.grpcPort !== undefined && opts.grpcPort !== null) {
+    native = await startNativeGrpc({
+      host: opts.host,
+      port: opts.grpcPort,
+      registrations,
+      requestGate,
+      interceptors,
+      contextValues: (header) => contextValues(header[requestIdHeader]),
+      maxRequestBytes: opts.maxRequestBytes,
+      maxResponseBytes,
+      log,
+    }).catch(async (e: unknown) => {
+      await server.close(0);
+      throw e;
+    });
+    log.info({ host: opts.host, grpcPort: native.port }, "listening for native gRPC");
+  }
   let drained: Promise<void> | undefined;
   return {
     port,
+    grpcPort: native?.port ?? null,
     health,
     shutdownSignal: shutdown.signal,
     drain(graceMs) {
@@ -136,7 +168,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   async function drain(graceMs: number): Promise<void> {
     log.info({ graceMs }, "draining");
     shutdown.abort(); // health turns NOT_SERVING, watches and app streams start ending
-    await server.close(graceMs);
+    await Promise.all([server.close(graceMs), native?.drain(graceMs)]);
     log.info("drained");
   }
 }

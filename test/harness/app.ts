@@ -4,13 +4,16 @@ import { type App, type AppConfig, type CreateAppOptions, createApp } from "../.
 import { loadConfig } from "../../src/config.js";
 import { testAuthConfig } from "./auth.js";
 
-/** A full app on a free loopback port, on the test run's shard databases and Redis nodes. */
+/**
+ * A full app on a free loopback port (and the native gRPC server on another: `app.server.grpcPort`),
+ * on the test run's shard databases and Redis nodes.
+ */
 export async function startTestApp(
   overrides: Partial<AppConfig> = {},
   /** A logger to read the app's lines, and createApp's options (a span exporter). */
   extras: { logger?: Logger } & CreateAppOptions = {},
 ): Promise<App & { port: number }> {
-  const base = loadConfig({ PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "error" });
+  const base = loadConfig({ PORT: "0", GRPC_PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "error" });
   const { logger = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }), ...options } = extras;
   const app = await createApp(
     {

@@ -24,6 +24,7 @@ export function startMain(env: Record<string, string>): MainProcess {
     env: {
       ...process.env,
       PORT: "0",
+      GRPC_PORT: "0",
       HOST: "127.0.0.1",
       MIGRATE_ON_START: "false",
       LOG_LEVEL: "info",

@@ -13,7 +13,7 @@ import { bearer, testAuthEnv } from "../harness/auth.js";
 /** Runs `npm start`'s entry point as a real child process, the way an operator does. */
 function startMain(env: Record<string, string>): ChildProcess {
   return spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
-    env: { ...process.env, LOG_LEVEL: "info", ...testAuthEnv, ...env },
+    env: { ...process.env, LOG_LEVEL: "info", GRPC_PORT: "0", ...testAuthEnv, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
 }

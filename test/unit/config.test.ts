@@ -16,6 +16,7 @@ describe("loadConfig", () => {
   it("defaults every setting (embedded Postgres and Redis)", () => {
     expect(loadConfig({})).toEqual({
       port: 8080,
+      grpcPort: 8081,
       host: "0.0.0.0",
       shardUrls: null,
       redisUrls: null,
@@ -65,6 +66,7 @@ describe("loadConfig", () => {
   it("reads every setting", () => {
     const config = loadConfig({
       PORT: "0",
+      GRPC_PORT: "9090",
       HOST: "127.0.0.1",
       SHARD_URLS: "postgres://u:p@db0:5432/shop, postgresql://u:p@db1/shop",
       REDIS_URLS: "redis://r0:6379,redis://r1:6379,rediss://:pw@r2:6380",
@@ -100,6 +102,7 @@ describe("loadConfig", () => {
     });
     expect(config).toEqual({
       port: 0,
+      grpcPort: 9090,
       host: "127.0.0.1",
       shardUrls: ["postgres://u:p@db0:5432/shop", "postgresql://u:p@db1/shop"],
       redisUrls: ["redis://r0:6379", "redis://r1:6379", "rediss://:pw@r2:6380"],
@@ -147,6 +150,15 @@ describe("loadConfig", () => {
     expect(loadConfig({ MIGRATE_ON_START: "false" }).migrateOnStart).toBe(false);
   });
 
+  it("turns the native gRPC port off, lets both ports pick free ones, and refuses one port twice", () => {
+    expect(loadConfig({ GRPC_PORT: "off" }).grpcPort).toBeNull();
+    expect(loadConfig({ PORT: "0", GRPC_PORT: "0" })).toMatchObject({ port: 0, grpcPort: 0 });
+    expect(loadConfig({ PORT: "9000", GRPC_PORT: "8080" })).toMatchObject({ port: 9000, grpcPort: 8080 });
+    const clash = errorOf({ PORT: "8081" });
+    expect(clash.setting).toBe("GRPC_PORT");
+    expect(clash.message).toBe('GRPC_PORT: must differ from PORT (got "8081")');
+  });
+
   it("allows partial embedding: only the missing half is embedded", () => {
     const config = loadConfig({ SHARD_URLS: "postgres://db/shop" });
     expect(config.shardUrls).toEqual(["postgres://db/shop"]);
@@ -164,6 +176,8 @@ describe("loadConfig", () => {
   it.each([
     ["PORT", "abc", 'PORT: must be an integer 0-65535 (got "abc")'],
     ["PORT", "65536", "PORT: must be an integer 0-65535"],
+    ["GRPC_PORT", "65536", 'GRPC_PORT: must be an integer 0-65535 or "off" (got "65536")'],
+    ["GRPC_PORT", "no", 'GRPC_PORT: must be an integer 0-65535 or "off" (got "no")'],
     ["HOST", "local host", "HOST: must not contain spaces"],
     [
       "SHARD_URLS",
