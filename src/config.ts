@@ -85,7 +85,7 @@ export const OTEL_EXPORTERS = ["none", "otlp"] as const;
 export type OtelExporter = (typeof OTEL_EXPORTERS)[number];
 
 /** Points inside the reservation saga where FAULT_POINT makes the process kill itself (fault tests only). */
-export const SAGA_FAULT_POINTS = ["after_intent", "after_first_shard", "before_last_shard"] as const;
+export const SAGA_FAULT_POINTS = ["after_intent", "after_first_shard", "after_holds"] as const;
 /** Points between an order's commit and its stock step on the sellers' shards. */
 export const ORDER_FAULT_POINTS = ["order_before_sale", "cancel_before_return"] as const;
 export const FAULT_POINTS = [...SAGA_FAULT_POINTS, ...ORDER_FAULT_POINTS] as const;

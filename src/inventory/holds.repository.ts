@@ -4,9 +4,10 @@ import { newId, parseId } from "../shard/ids.js";
 import { applyMove } from "./inventory.repository.js";
 
 /**
- * The hold ledger: stock held for reservations, on the stock's (seller's) shard. A hold is taken by
- * ONE statement that decrements `available`, raises `held` and inserts the hold row; the hold's
- * primary key (reservation, product) makes a repeated step fail instead of taking stock twice.
+ * The hold ledger: stock held for reservations, on the stock's (seller's) shard. Holds are taken by
+ * the functions of migration 0004 (shop_reserve, shop_hold: one statement each); the hold's primary
+ * key (reservation, product) makes a repeated step unable to take stock twice. Here: moving holds
+ * on (released, sold, returned) and the refusal error.
  */
 
 export interface HoldRequest {
@@ -31,83 +32,6 @@ export interface ShortItem {
 
 type Row = Record<string, unknown>;
 
-/**
- * Takes a hold for every item not yet held by this reservation, inside the caller's transaction.
- * All or nothing: if any item is short, throws insufficient_stock naming every short item (the
- * caller's transaction rolls back, so nothing stays held). Already-held items are returned as they
- * are, which makes the step safe to repeat.
- */
-export async function takeHolds(
-  tx: EntityManager,
-  reservationId: string,
-  items: HoldRequest[],
-  bucket: number,
-): Promise<Hold[]> {
-  const existing = await tx.execute<Row[]>(
-    "select product_id, warehouse_id, quantity, status from stock_holds where reservation_id = ?",
-    [reservationId],
-  );
-  const held = new Map(existing.map((r) => [String(r.product_id), r]));
-  const holds: Hold[] = [];
-  const short: ShortItem[] = [];
-  for (const item of items) {
-    const prior = held.get(item.productId);
-    if (prior) {
-      if (prior.status !== "held")
-        throw new DomainError("reservation_expired", "the reservation's holds were already released");
-      holds.push({
-        productId: item.productId,
-        warehouseId: String(prior.warehouse_id),
-        quantity: Number(prior.quantity),
-      });
-      continue;
-    }
-    const rows = await tx.execute<Row[]>(
-      `with s as (
-         update stock set available = available - ?, held = held + ?, version = version + 1, updated_at = now()
-         where product_id = ? and available >= ? and warehouse_id = coalesce(nullif(?, ''),
-           (select warehouse_id from stock where product_id = ? and available >= ?
-            order by available desc, warehouse_id limit 1))
-         returning product_id, warehouse_id
-       ), h as (
-         insert into stock_holds (reservation_id, product_id, warehouse_id, quantity, status)
-         select ?, product_id, warehouse_id, ?, 'held' from s returning warehouse_id
-       ), m as (
-         insert into stock_movements (id, product_id, warehouse_id, kind, quantity,
-           d_available, d_held, d_sold, d_received, d_written_off, reason, reference)
-         select ?, product_id, warehouse_id, 'held', ?, ?, ?, 0, 0, 0, 'reservation', ? from s
-       )
-       select warehouse_id from h`,
-      [
-        item.quantity,
-        item.quantity,
-        item.productId,
-        item.quantity,
-        item.warehouseId,
-        item.productId,
-        item.quantity,
-        reservationId,
-        item.quantity,
-        newId("mov", bucket),
-        item.quantity,
-        -item.quantity,
-        item.quantity,
-        reservationId,
-      ],
-    );
-    const row = rows[0];
-    if (row)
-      holds.push({
-        productId: item.productId,
-        warehouseId: String(row.warehouse_id),
-        quantity: item.quantity,
-      });
-    else short.push(await shortfall(tx, item));
-  }
-  if (short.length > 0) throw insufficientStock(short);
-  return holds;
-}
-
 /** The refusal of a reservation: every short item named, in the message and as details. */
 export function insufficientStock(short: ShortItem[]): DomainError {
   const names = short
@@ -117,22 +41,6 @@ export function insufficientStock(short: ShortItem[]): DomainError {
     field: "items",
     details: short,
   });
-}
-
-/** What a refused item lacks: the most any one warehouse (or the pinned one) has available now. */
-export async function shortfall(tx: EntityManager, item: HoldRequest): Promise<ShortItem> {
-  const rows = await tx.execute<Row[]>(
-    item.warehouseId
-      ? "select coalesce(max(available), 0) as available from stock where product_id = ? and warehouse_id = ?"
-      : "select coalesce(max(available), 0) as available from stock where product_id = ?",
-    item.warehouseId ? [item.productId, item.warehouseId] : [item.productId],
-  );
-  return {
-    productId: item.productId,
-    warehouseId: item.warehouseId,
-    requested: item.quantity,
-    available: Number(rows[0]?.available ?? 0),
-  };
 }
 
 /**

@@ -5,7 +5,6 @@ import {
   insufficientStock,
   type ShortItem,
   settleHolds,
-  shortfall,
 } from "../inventory/holds.repository.js";
 import { currentDeadline, timeLeftMs } from "../shard/deadline.js";
 import { newId, parseId } from "../shard/ids.js";
@@ -76,35 +75,31 @@ type HoldOutcome =
   | { state: "gone" };
 
 /**
- * Takes the holds of every group in order. When a shard refuses for lack of stock, the groups not
- * yet tried are checked (read only) so the error names every short item, not just the first shard's.
+ * Takes the holds of every group, all shards at once (each shard's step is its own statement). If
+ * any shard refuses for lack of stock, the error names every short item of every shard; whatever
+ * was held is the caller's to release (it compensates on any failure). `onHeld` is called after
+ * each shard's hold commits, with how many have so far.
  */
 export async function holdAll(
   shards: ShardSet,
   reservationId: string,
   groups: ShardGroup[],
-  onStep: (index: number, phase: "before" | "after") => void,
+  onHeld: (count: number) => void,
 ): Promise<ReservedItem[]> {
-  const held: ReservedItem[] = [];
-  for (const [i, group] of groups.entries()) {
-    onStep(i, "before");
-    try {
-      held.push(...(await holdOnShard(shards, reservationId, group)));
-    } catch (e) {
-      if (!(e instanceof DomainError) || e.reason !== "insufficient_stock") throw e;
-      const rest = await Promise.all(groups.slice(i + 1).map((g) => shortfallsOn(shards, g)));
-      throw insufficientStock([...(e.details as ShortItem[]), ...rest.flat()]);
-    }
-    onStep(i, "after");
-  }
-  return held;
-}
-
-async function shortfallsOn(shards: ShardSet, group: ShardGroup): Promise<ShortItem[]> {
-  const em = shards.shards[group.shard]?.fork();
-  if (!em) return [];
-  const all = await Promise.all(group.items.map((item) => shortfall(em, item)));
-  return all.filter((s) => s.available < s.requested);
+  let count = 0;
+  const results = await Promise.allSettled(
+    groups.map(async (group) => {
+      const held = await holdOnShard(shards, reservationId, group);
+      onHeld(++count);
+      return held;
+    }),
+  );
+  const failures = results.flatMap((r) => (r.status === "rejected" ? [r.reason as unknown] : []));
+  const other = failures.find((e) => !(e instanceof DomainError) || e.reason !== "insufficient_stock");
+  if (other !== undefined) throw other;
+  if (failures.length > 0)
+    throw insufficientStock(failures.flatMap((e) => (e as DomainError).details as ShortItem[]));
+  return results.flatMap((r) => (r.status === "fulfilled" ? r.value : []));
 }
 
 /**

@@ -25,7 +25,7 @@ import type { ListReservationsInput, ReservationView, ReserveInput } from "./res
 import * as repo from "./reservation.repository.js";
 
 /** Named points where a fault test may kill the process mid-saga (see FAULT_POINT). */
-export type FaultPoint = "after_intent" | "after_first_shard" | "before_last_shard";
+export type FaultPoint = "after_intent" | "after_first_shard" | "after_holds";
 
 export interface ReservationDeps {
   shards: ShardSet;
@@ -157,9 +157,9 @@ export function createReservationService(deps: ReservationDeps) {
 
     try {
       const takeAll = () =>
-        holdAll(shards, id, groups, (i, phase) => {
-          if (phase === "before" && i === groups.length - 1 && i > 0) deps.faultPoint("before_last_shard");
-          if (phase === "after" && i === 0) deps.faultPoint("after_first_shard");
+        holdAll(shards, id, groups, (count) => {
+          if (count === 1) deps.faultPoint("after_first_shard");
+          if (count === groups.length) deps.faultPoint("after_holds");
         });
       const keys = groups.flatMap((g) => g.items.map((item) => item.productId));
       const held = groups.length > 1 ? await locks.withLocks(keys, takeAll) : await takeAll();

@@ -115,11 +115,14 @@ async function expectRepaired(inv: Client<typeof InventoryService>): Promise<voi
   }
 }
 
-/** Which stock shards the crashed saga had taken holds on when it died (groups go in shard order). */
-const HELD_AT_CRASH: Record<(typeof SAGA_FAULT_POINTS)[number], number[]> = {
-  after_intent: [],
-  after_first_shard: [0],
-  before_last_shard: [0, 1],
+/**
+ * Which stock shards the crashed saga had taken holds on when it died. The shards' holds run at
+ * once, so after the first one commits the others may or may not have: any non-empty subset.
+ */
+const HELD_AT_CRASH: Record<(typeof SAGA_FAULT_POINTS)[number], (shards: number[]) => boolean> = {
+  after_intent: (s) => s.length === 0,
+  after_first_shard: (s) => s.length >= 1 && s.every((i) => [0, 1, 2].includes(i)),
+  after_holds: (s) => s.join() === "0,1,2",
 };
 
 describe("a reservation saga killed mid-way", () => {
@@ -149,7 +152,7 @@ describe("a reservation saga killed mid-way", () => {
         .filter((h) => h.reservation_id === crashedId)
         .map((h) => h.shard)
         .sort();
-      expect(heldOn).toEqual(HELD_AT_CRASH[point]);
+      expect(HELD_AT_CRASH[point](heldOn), `held on shards [${heldOn.join()}]`).toBe(true);
 
       // 2. A normal process on the same databases: its sweeper fails the intent and releases the holds.
       const normal = startOnTheseShards({});
