@@ -13,21 +13,25 @@ import { pino } from "pino";
 import { choosePort, which } from "../src/embedded/processes.js";
 import { inventoryEntities } from "../src/inventory/inventory.entity.js";
 import { checkShardStock } from "../src/inventory/inventory.queries.js";
+import { parseId } from "../src/shard/ids.js";
+import { contiguousBucketMap } from "../src/shard/router.js";
 import { openShards, type ShardSet } from "../src/shard/shards.js";
 import { testAuthEnv, token } from "../test/harness/auth.js";
 import { migrateShards } from "../test/harness/global-setup.js";
 import { startRedisNodes } from "../test/harness/redis-nodes.js";
 import { createShardDatabases, dropShardDatabases, LOCAL_POSTGRES } from "../test/harness/shard-databases.js";
-import { grpcLoad, type LoadResult } from "./lib/grpc-load.js";
+import { grpcLoad, type LoadResult, type Pick, uniformPick } from "./lib/grpc-load.js";
 import {
   machineCpu,
   postgresCpu,
   postgresCpuSince,
   type ServerProcess,
   startServer,
+  waitForPort,
 } from "./lib/processes.js";
-import { machine, type Row, table } from "./lib/report.js";
-import { seedProducts } from "./lib/seed.js";
+import { machine, type Row, table, targetTable } from "./lib/report.js";
+import type { ScenarioContext, ScenarioResult, TargetCheck } from "./lib/scenario.js";
+import { type Pair, seedProducts } from "./lib/seed.js";
 import { writePairsFile, wrkLoad } from "./lib/wrk.js";
 
 const { values: args } = parseArgs({
@@ -38,6 +42,8 @@ const { values: args } = parseArgs({
     connections: { type: "string" },
     products: { type: "string" },
     profile: { type: "boolean", default: false },
+    "cross-rate": { type: "string" },
+    only: { type: "string", multiple: true },
   },
 });
 const smoke = args.smoke;
@@ -46,20 +52,29 @@ const opts = {
   warmup: Number(args.warmup ?? (smoke ? 1 : 2)),
   connections: Number(args.connections ?? (smoke ? 8 : 64)),
   products: Number(args.products ?? (smoke ? 300 : 10_000)),
+  crossRate: Number(args["cross-rate"] ?? 200),
   shards: 3,
 };
+const only = args.only ?? [];
 for (const [name, v] of Object.entries(opts))
   if (!Number.isFinite(v) || v < 0 || (v === 0 && name !== "warmup"))
     throw new Error(`--${name} must be a positive number (got ${v})`);
 const say = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
 
-interface Target {
+/** One measured load: a target, a protocol, what each call reserves, how many in flight. */
+interface Step {
   scenario: string;
   target: string;
   protocol: "gRPC h2c" | "Connect JSON HTTP/1.1";
   server: ServerProcess;
   port: number;
   token: string | null;
+  pick: () => Pick;
+  inFlight: number;
+  /** Open loop at this rate instead of closed loop (gRPC only). */
+  ratePerSecond?: number;
+  /** The load, as the table shows it. */
+  load: string;
 }
 
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -98,14 +113,24 @@ async function main(): Promise<number> {
   });
   cleanups.push(() => shards.close());
 
-  const dbEnv = { SHARD_URLS: shardUrls.join(","), LOG_LEVEL: "warn" };
-  const [productPort, barePort, naivePort, naiveHttp1Port] = [
-    await choosePort(undefined),
-    await choosePort(undefined),
-    await choosePort(undefined),
-    await choosePort(undefined),
-  ] as [number, number, number, number];
-  const product = await startServer(
+  const dbEnv = {
+    SHARD_URLS: shardUrls.join(","),
+    LOG_LEVEL: "warn",
+    // --profile: a V8 CPU profile of each server process, for Chrome DevTools or speedscope.
+    ...(args.profile && {
+      NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${new URL("./results/profiles/", import.meta.url).pathname}`,
+    }),
+  };
+  const ports: number[] = [];
+  for (let i = 0; i < 5; i++) ports.push(await choosePort(undefined));
+  const [productPort, productGrpcPort, barePort, naivePort, naiveHttp1Port] = ports as [
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const productServer = await startServer(
     "product",
     "src/main.ts",
     {
@@ -113,19 +138,17 @@ async function main(): Promise<number> {
       ...testAuthEnv,
       REDIS_URLS: redis.urls.join(","),
       PORT: String(productPort),
+      GRPC_PORT: String(productGrpcPort),
       HOST: "127.0.0.1",
       MIGRATE_ON_START: "false",
       RATE_LIMIT_USER_RPS: "0",
       RATE_LIMIT_SERVICE_RPS: "0",
       DRAIN_TIMEOUT_MS: "1000",
-      // --profile: a V8 CPU profile of the product process, for Chrome DevTools or speedscope.
-      ...(args.profile && {
-        NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${new URL("./results/profiles/", import.meta.url).pathname}`,
-      }),
     },
     productPort,
   );
-  cleanups.push(() => product.stop());
+  cleanups.push(() => productServer.stop());
+  await waitForPort(productGrpcPort, 10_000);
   const bare = await startServer(
     "bare",
     "bench/references/bare-grpc.ts",
@@ -143,60 +166,127 @@ async function main(): Promise<number> {
 
   // A service token may name any buyer (docs/auth.md), so one token serves every request.
   const bearer = token({ scopes: ["service"], expiresInS: 3600 });
+  const grpc = "gRPC h2c" as const;
+  const connectJson = "Connect JSON HTTP/1.1" as const;
+  // gRPC goes to the native port (grpc-js); the one port serves gRPC through connect-node too.
+  const product = { target: "product", server: productServer, port: productGrpcPort, token: bearer };
+  const productOnePort = { ...product, target: "product, one port (connect-node)", port: productPort };
+  const bareT = { target: "bare limit", server: bare, port: barePort, token: null };
+  const naiveT = { target: "naive baseline", server: naive, port: naivePort, token: null };
+  const closed = (n: number) => ({ inFlight: n, load: `${n} in flight` });
+
+  // Scenario 3: one hot product (shard 0), bought by buyers of its own shard.
+  const byShard = groupByShard(pairs, opts.shards);
+  const hot = byShard[0]?.products[0] as string;
+  const hotBuyers = byShard[0]?.buyers as string[];
+  const hotPick = () => ({ buyer: anyOf(hotBuyers), products: [hot] });
+  // Scenario 4: three items per call, on three shards, against three items on the buyer's own shard.
+  const crossPick = () => ({
+    buyer: anyOf(anyOf(byShard).buyers),
+    products: byShard.map((s) => anyOf(s.products)),
+  });
+  const singlePick = () => {
+    const s = anyOf(byShard);
+    return { buyer: anyOf(s.buyers), products: distinct(s.products, 3) };
+  };
+  const rate = smoke ? 20 : opts.crossRate;
+  const open = { inFlight: 256, ratePerSecond: rate, load: `${rate}/s open loop` };
+
   const uniform = "1 reserve, uniform";
-  const refs = "2 references";
-  const targets: Target[] = [
+  const steps: Step[] = [
+    { scenario: uniform, ...product, protocol: grpc, pick: uniformPick(pairs), ...closed(opts.connections) },
     {
       scenario: uniform,
-      target: "product",
-      protocol: "gRPC h2c",
-      server: product,
-      port: productPort,
-      token: bearer,
+      ...productOnePort,
+      protocol: grpc,
+      pick: uniformPick(pairs),
+      ...closed(opts.connections),
     },
     {
       scenario: uniform,
+      ...productOnePort,
       target: "product",
-      protocol: "Connect JSON HTTP/1.1",
-      server: product,
-      port: productPort,
-      token: bearer,
-    },
-    { scenario: refs, target: "bare limit", protocol: "gRPC h2c", server: bare, port: barePort, token: null },
-    {
-      scenario: refs,
-      target: "naive baseline",
-      protocol: "gRPC h2c",
-      server: naive,
-      port: naivePort,
-      token: null,
+      protocol: connectJson,
+      pick: uniformPick(pairs),
+      ...closed(opts.connections),
     },
     {
-      scenario: refs,
-      target: "naive baseline",
-      protocol: "Connect JSON HTTP/1.1",
-      server: naive,
+      scenario: "2 references",
+      ...bareT,
+      protocol: grpc,
+      pick: uniformPick(pairs),
+      ...closed(opts.connections),
+    },
+    {
+      scenario: "2 references",
+      ...naiveT,
+      protocol: grpc,
+      pick: uniformPick(pairs),
+      ...closed(opts.connections),
+    },
+    {
+      scenario: "2 references",
+      ...naiveT,
       port: naiveHttp1Port,
-      token: null,
+      protocol: connectJson,
+      pick: uniformPick(pairs),
+      ...closed(opts.connections),
+    },
+    ...[16, 64, 256].map((n) => ({
+      scenario: "3 hot SKU",
+      ...product,
+      protocol: grpc,
+      pick: hotPick,
+      ...closed(n),
+    })),
+    { scenario: "3 hot SKU", ...naiveT, protocol: grpc, pick: hotPick, ...closed(64) },
+    {
+      scenario: "4 cross-shard",
+      ...product,
+      target: "product, 3 items on 1 shard",
+      protocol: grpc,
+      pick: singlePick,
+      ...open,
+    },
+    {
+      scenario: "4 cross-shard",
+      ...product,
+      target: "product, 3 items on 3 shards",
+      protocol: grpc,
+      pick: crossPick,
+      ...open,
     },
   ];
 
   const rows: Row[] = [];
   let heldExpected = 0;
   let uncounted = 0;
-  for (const [i, t] of targets.entries()) {
+  for (const [i, t] of steps.entries()) {
+    const units = t.pick().products.length; // held per successful call
     const load = (seconds: number, tag: string): Promise<LoadResult> =>
-      t.protocol === "gRPC h2c"
-        ? grpcLoad({ port: t.port, pairs, inFlight: opts.connections, seconds, token: t.token, tag })
-        : wrkLoad({ port: t.port, pairsFile, connections: opts.connections, seconds, token: t.token, tag });
+      t.protocol === grpc
+        ? grpcLoad({
+            port: t.port,
+            pick: t.pick,
+            inFlight: t.inFlight,
+            seconds,
+            token: t.token,
+            tag,
+            ...(t.ratePerSecond !== undefined && { ratePerSecond: t.ratePerSecond }),
+          })
+        : wrkLoad({ port: t.port, pairsFile, connections: t.inFlight, seconds, token: t.token, tag });
     const tag = `b${started}-${i}`;
     const warm = opts.warmup > 0 ? await load(opts.warmup, `${tag}w`) : null;
+    // Fresh tables start with no statistics: Postgres plans (and caches, per session, for foreign
+    // key checks too) as if they were empty, and a growing table then gets sequential scans until
+    // autovacuum's next ANALYZE. A live shard has statistics; give these the same.
+    for (const shard of shards.shards) await shard.sql("analyze", []);
     const [cpu0, pg0, box0] = [t.server.cpuMs(), postgresCpu(), machineCpu()];
     const r = await load(opts.duration, `${tag}m`);
     const [cpuMs, pgMs, box1] = [t.server.cpuMs() - cpu0, postgresCpuSince(pg0), machineCpu()];
-    heldExpected += r.calls - r.errors + (warm ? warm.calls - warm.errors : 0);
+    heldExpected += units * (r.calls - r.errors + (warm ? warm.calls - warm.errors : 0));
     // wrk drops the calls still in flight when its time is up; the server completes them anyway.
-    if (t.protocol !== "gRPC h2c") uncounted += opts.connections * (warm ? 2 : 1);
+    if (t.protocol !== grpc) uncounted += units * t.inFlight * (warm ? 2 : 1);
     const check = await checkInvariant(shards);
     if (check.held < heldExpected || check.held > heldExpected + uncounted)
       say(`WARNING ${t.target} ${t.protocol}: held ${check.held}, successful calls so far ${heldExpected}`);
@@ -206,6 +296,7 @@ async function main(): Promise<number> {
       scenario: t.scenario,
       target: t.target,
       protocol: t.protocol,
+      load: t.load,
       callsPerSecond: ok / r.seconds,
       serverCpuMsPerCall: cpuMs / Math.max(1, ok),
       postgresCpuMsPerCall: pgMs / Math.max(1, ok),
@@ -215,18 +306,49 @@ async function main(): Promise<number> {
       invariantViolations: check.violations,
     });
     say(
-      `${t.target} ${t.protocol}: ${(ok / r.seconds).toFixed(0)} calls/s, ${r.errors} errors${r.firstError ? ` (${r.firstError})` : ""}`,
+      `${t.scenario} / ${t.target} ${t.protocol} ${t.load}: ${(ok / r.seconds).toFixed(0)} calls/s, p99 ${r.p99Ms.toFixed(1)} ms, ${r.errors} errors${r.firstError ? ` (${r.firstError})` : ""}`,
     );
   }
   const bareRate = rows.find((r) => r.target === "bare limit")?.callsPerSecond ?? Number.NaN;
   for (const r of rows) r.ratioToBare = r.callsPerSecond / bareRate;
+  const checks = reserveChecks(rows);
 
-  process.stdout.write(`${table(rows)}\n`);
+  // The reservation servers are done: stop them before the next scenarios start their own
+  // (their pools would hold connections Postgres' max_connections needs for those).
+  await Promise.all([productServer.stop(), bare.stop(), naive.stop()]);
+
+  const scenarios: [string, (ctx: ScenarioContext) => Promise<ScenarioResult>][] = [
+    ["5 ListOrders at scale", async (c) => (await import("./scenarios/list-orders.js")).runListOrders(c)],
+    ["6 order streams", async (c) => (await import("./scenarios/streams.js")).runStreams(c)],
+  ];
+  const results: Record<string, ScenarioResult> = {};
+  const ctx: ScenarioContext = { smoke, duration: opts.duration, warmup: opts.warmup, pgUrl, say, cleanups };
+  for (const [name, run] of scenarios) {
+    if (only.length > 0 && !only.some((o) => name.startsWith(o))) continue;
+    say(`${name}: starting`);
+    const result = await run(ctx);
+    results[name] = result;
+    checks.push(...result.checks);
+  }
+  checks.push({
+    scenario: "all",
+    target: "zero invariant violations in every run",
+    measured: `${rows.reduce((n, r) => n + r.invariantViolations, 0) + Object.values(results).reduce((n, r) => n + r.violations, 0)} violations`,
+    met:
+      rows.every((r) => r.invariantViolations === 0) &&
+      Object.values(results).every((r) => r.violations === 0),
+  });
+
+  process.stdout.write(`${table(rows)}\n\n`);
+  for (const [name, r] of Object.entries(results)) process.stdout.write(`### ${name}\n\n${r.table}\n\n`);
+  process.stdout.write(`### Targets\n\n${targetTable(checks)}\n`);
   const result = {
     at: new Date(started).toISOString(),
     machine: machine(),
-    options: { ...opts, smoke },
+    options: { ...opts, only, smoke },
     rows,
+    scenarios: Object.fromEntries(Object.entries(results).map(([k, v]) => [k, v.data])),
+    checks,
   };
   if (!smoke) {
     const dir = new URL("./results/", import.meta.url).pathname;
@@ -236,9 +358,95 @@ async function main(): Promise<number> {
     say(`wrote ${file}`);
   }
   say(`done in ${((Date.now() - started) / 1000).toFixed(0)} s`);
-  if (rows.some((r) => r.invariantViolations > 0)) return 2;
-  if (rows.some((r) => r.errors > 0 || r.calls === 0)) return 3;
+  if (rows.some((r) => r.invariantViolations > 0) || Object.values(results).some((r) => r.violations > 0))
+    return 2;
+  if (rows.some((r) => r.errors > 0 || r.calls === 0) || Object.values(results).some((r) => r.errors > 0))
+    return 3;
   return 0;
+}
+
+/** The targets of issue 5 that the reserve steps measure, as ratios from this run. */
+function reserveChecks(rows: Row[]): TargetCheck[] {
+  const find = (scenario: string, target: string, load?: string, protocol = "gRPC h2c") =>
+    rows.find(
+      (r) =>
+        r.scenario.startsWith(scenario) &&
+        r.target === target &&
+        r.protocol === protocol &&
+        (!load || r.load === load),
+    );
+  const checks: TargetCheck[] = [];
+  const uniform = find("1", "product");
+  if (uniform)
+    checks.push({
+      scenario: "1 reserve, uniform",
+      target: "gRPC >= 0.9x the bare limit",
+      measured: `${uniform.ratioToBare.toFixed(2)}x (${uniform.callsPerSecond.toFixed(0)}/s)`,
+      met: uniform.ratioToBare >= 0.9,
+    });
+  const [h16, h64, h256, n64] = [
+    find("3", "product", "16 in flight"),
+    find("3", "product", "64 in flight"),
+    find("3", "product", "256 in flight"),
+    find("3", "naive baseline", "64 in flight"),
+  ];
+  if (h64 && n64) {
+    const x = h64.callsPerSecond / n64.callsPerSecond;
+    checks.push({
+      scenario: "3 hot SKU",
+      target: ">= 3x the naive baseline at 64 in flight",
+      measured: `${x.toFixed(1)}x (${h64.callsPerSecond.toFixed(0)}/s vs ${n64.callsPerSecond.toFixed(0)}/s)`,
+      met: x >= 3,
+    });
+  }
+  if (h16 && h256) {
+    const x = h256.callsPerSecond / h16.callsPerSecond;
+    checks.push({
+      scenario: "3 hot SKU",
+      target: "at 256 in flight >= 0.9x its own rate at 16",
+      measured: `${x.toFixed(2)}x (${h256.callsPerSecond.toFixed(0)}/s vs ${h16.callsPerSecond.toFixed(0)}/s)`,
+      met: x >= 0.9,
+    });
+  }
+  const [single, cross] = [
+    find("4", "product, 3 items on 1 shard"),
+    find("4", "product, 3 items on 3 shards"),
+  ];
+  if (single && cross) {
+    const x = cross.p99Ms / single.p99Ms;
+    checks.push({
+      scenario: "4 cross-shard",
+      target: "cross-shard p99 <= 2x single-shard p99",
+      measured: `${x.toFixed(2)}x (p99 ${cross.p99Ms.toFixed(1)} ms vs ${single.p99Ms.toFixed(1)} ms)`,
+      met: x <= 2,
+    });
+  }
+  return checks;
+}
+
+function groupByShard(pairs: Pair[], shardCount: number): { buyers: string[]; products: string[] }[] {
+  const map = contiguousBucketMap(shardCount);
+  const out = Array.from({ length: shardCount }, () => ({
+    buyers: [] as string[],
+    products: [] as string[],
+  }));
+  for (const p of pairs) {
+    const group = out[map.shardOf(parseId(p.product, "prd", "product").bucket)];
+    group?.buyers.push(p.buyer);
+    group?.products.push(p.product);
+  }
+  return out;
+}
+
+function anyOf<T>(list: readonly T[]): T {
+  return list[Math.floor(Math.random() * list.length)] as T;
+}
+
+/** `n` different elements of `list` (which has at least n). */
+function distinct<T>(list: readonly T[], n: number): T[] {
+  const picked = new Set<T>();
+  while (picked.size < n) picked.add(anyOf(list));
+  return [...picked];
 }
 
 /** The product's own stock invariant check on every shard, plus the total held (the calls' effect). */

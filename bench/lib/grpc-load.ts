@@ -23,13 +23,32 @@ export interface LoadResult {
 
 const PATH = "/shop.reservation.v1.ReservationService/CreateReservation";
 
+/** What one call reserves: one unit of each product, for the buyer. */
+export interface Pick {
+  buyer: string;
+  products: string[];
+}
+
+/** Picks uniformly among `pairs` (one product each). */
+export const uniformPick = (pairs: Pair[]) => (): Pick => {
+  const pair = pairs[Math.floor(Math.random() * pairs.length)] as Pair;
+  return { buyer: pair.buyer, products: [pair.product] };
+};
+
+/**
+ * Closed loop (`inFlight` callers, each sending its next call when the last one answers), or with
+ * `ratePerSecond` open loop: calls start on a fixed schedule whatever the answers do, so latency is
+ * the service time at that load rather than queueing behind our own callers (scenario 4 compares
+ * latencies this way); at most `inFlight` are outstanding.
+ */
 export async function grpcLoad(opts: {
   port: number;
-  pairs: Pair[];
+  pick: () => Pick;
   inFlight: number;
   seconds: number;
   token: string | null;
   tag: string;
+  ratePerSecond?: number;
 }): Promise<LoadResult> {
   const session = connect(`http://127.0.0.1:${opts.port}`);
   session.on("error", () => undefined);
@@ -46,15 +65,16 @@ export async function grpcLoad(opts: {
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
   const latencies: number[] = [];
   let errors = 0;
+  let skipped = 0; // open loop: starts dropped because inFlight were outstanding (counted as errors)
   let firstError: string | null = null;
   let n = 0;
   const body = (): Buffer => {
-    const pair = opts.pairs[Math.floor(Math.random() * opts.pairs.length)] as Pair;
+    const pick = opts.pick();
     const msg = toBinary(
       CreateReservationRequestSchema,
       create(CreateReservationRequestSchema, {
-        userId: pair.buyer,
-        items: [{ productId: pair.product, quantity: 1n }],
+        userId: pick.buyer,
+        items: pick.products.map((productId) => ({ productId, quantity: 1n })),
         idempotencyKey: `${opts.tag}-${n++}`,
       }),
     );
@@ -93,18 +113,36 @@ export async function grpcLoad(opts: {
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const until = t0 + opts.seconds * 1000;
-  const worker = async (): Promise<void> => {
-    while (performance.now() < until) await call();
-  };
-  await Promise.all(Array.from({ length: opts.inFlight }, worker));
+  if (opts.ratePerSecond === undefined) {
+    const worker = async (): Promise<void> => {
+      while (performance.now() < until) await call();
+    };
+    await Promise.all(Array.from({ length: opts.inFlight }, worker));
+  } else {
+    const interval = 1000 / opts.ratePerSecond;
+    const pending = new Set<Promise<void>>();
+    for (let k = 0; ; k++) {
+      const at = t0 + k * interval;
+      if (at >= until) break;
+      const wait = at - performance.now();
+      if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+      if (pending.size >= opts.inFlight) {
+        skipped++;
+        continue;
+      }
+      const p = call().finally(() => pending.delete(p));
+      pending.add(p);
+    }
+    await Promise.all(pending);
+  }
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   session.close();
   latencies.sort((a, b) => a - b);
   const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
   return {
-    calls: latencies.length,
-    errors,
+    calls: latencies.length + skipped,
+    errors: errors + skipped,
     firstError,
     seconds,
     p50Ms: at(0.5),

@@ -1,12 +1,15 @@
 import { readFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import type { LoadResult } from "./grpc-load.js";
+import type { TargetCheck } from "./scenario.js";
 
 /** One measured row: a target under one load, with its server's CPU and memory. */
 export interface Row extends LoadResult {
   scenario: string;
   target: string;
   protocol: string;
+  /** The offered load, e.g. "64 in flight" or "200/s open loop". */
+  load: string;
   callsPerSecond: number;
   serverCpuMsPerCall: number;
   /** CPU of all postgres processes per call, ms. */
@@ -28,6 +31,7 @@ const COLUMNS: [string, (r: Row) => string][] = [
   ["scenario", (r) => r.scenario],
   ["target", (r) => r.target],
   ["protocol", (r) => r.protocol],
+  ["load", (r) => r.load],
   ["calls/s", (r) => r.callsPerSecond.toFixed(0)],
   ["p50 ms", (r) => r.p50Ms.toFixed(2)],
   ["p99 ms", (r) => r.p99Ms.toFixed(2)],
@@ -45,6 +49,20 @@ const COLUMNS: [string, (r: Row) => string][] = [
 export function table(rows: Row[]): string {
   const cells = [COLUMNS.map(([h]) => h), ...rows.map((r) => COLUMNS.map(([, f]) => f(r)))];
   const widths = COLUMNS.map((_, i) => Math.max(...cells.map((c) => (c[i] as string).length)));
+  const line = (c: string[]) => `| ${c.map((v, i) => v.padEnd(widths[i] as number)).join(" | ")} |`;
+  const [head, ...body] = cells;
+  return [
+    line(head as string[]),
+    `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`,
+    ...body.map(line),
+  ].join("\n");
+}
+
+/** The issue's targets against this run's measurements. */
+export function targetTable(checks: TargetCheck[]): string {
+  const rows = checks.map((c) => [c.scenario, c.target, c.measured, c.met ? "met" : "NOT met"]);
+  const cells = [["scenario", "target", "measured (this run)", "verdict"], ...rows];
+  const widths = [0, 1, 2, 3].map((i) => Math.max(...cells.map((c) => (c[i] as string).length)));
   const line = (c: string[]) => `| ${c.map((v, i) => v.padEnd(widths[i] as number)).join(" | ")} |`;
   const [head, ...body] = cells;
   return [

@@ -5,31 +5,44 @@ import { expect, it } from "vitest";
 const run = promisify(execFile);
 
 /**
- * The bench harness in smoke mode (tiny seed, 1 s measurements, its own shards, Redis nodes and
- * servers): it must run to the end, find no invariant violation and print every scenario's row, so
- * it cannot rot. No timing is asserted.
+ * The bench harness in smoke mode (tiny data, 1 s measurements, its own shards, Redis nodes and
+ * servers): it must run every scenario to the end, find no invariant violation and print every
+ * row, so it cannot rot. No timing is asserted.
  */
-it("npm run bench -- --smoke runs every scenario and exits 0", { timeout: 90_000 }, async () => {
+it("npm run bench -- --smoke runs every scenario and exits 0", { timeout: 240_000 }, async () => {
   const { stdout } = await run(process.execPath, ["--import", "tsx", "bench/run.ts", "--smoke"], {
-    timeout: 80_000,
+    timeout: 230_000,
     maxBuffer: 16 * 1024 * 1024,
   }).catch((e: { code?: number; stdout?: string; stderr?: string }) => {
     throw new Error(`bench --smoke exited ${e.code}:\n${e.stdout ?? ""}\n${(e.stderr ?? "").slice(-4000)}`);
   });
-  const rows = stdout.split("\n").filter((l) => l.startsWith("| ") && !l.startsWith("| scenario"));
+  // The first table: the reservation steps of scenarios 1-4.
+  const first = stdout.slice(0, stdout.indexOf("\n\n"));
+  const rows = first.split("\n").filter((l) => l.startsWith("| ") && !l.startsWith("| scenario"));
   const names = rows.map((l) =>
     l
       .split("|")
-      .slice(2, 4)
+      .slice(1, 5)
       .map((c) => c.trim())
       .join(" / "),
   );
   expect(names).toEqual([
-    "product / gRPC h2c",
-    "product / Connect JSON HTTP/1.1",
-    "bare limit / gRPC h2c",
-    "naive baseline / gRPC h2c",
-    "naive baseline / Connect JSON HTTP/1.1",
+    "1 reserve, uniform / product / gRPC h2c / 8 in flight",
+    "1 reserve, uniform / product, one port (connect-node) / gRPC h2c / 8 in flight",
+    "1 reserve, uniform / product / Connect JSON HTTP/1.1 / 8 in flight",
+    "2 references / bare limit / gRPC h2c / 8 in flight",
+    "2 references / naive baseline / gRPC h2c / 8 in flight",
+    "2 references / naive baseline / Connect JSON HTTP/1.1 / 8 in flight",
+    "3 hot SKU / product / gRPC h2c / 16 in flight",
+    "3 hot SKU / product / gRPC h2c / 64 in flight",
+    "3 hot SKU / product / gRPC h2c / 256 in flight",
+    "3 hot SKU / naive baseline / gRPC h2c / 64 in flight",
+    "4 cross-shard / product, 3 items on 1 shard / gRPC h2c / 20/s open loop",
+    "4 cross-shard / product, 3 items on 3 shards / gRPC h2c / 20/s open loop",
   ]);
   for (const row of rows) expect(row.split("|").at(-2)?.trim(), row).toBe("0"); // violations
+  for (const section of ["### 5 ListOrders at scale", "### 6 order streams", "### Targets"])
+    expect(stdout).toContain(section);
+  const targets = stdout.slice(stdout.indexOf("### Targets"));
+  expect(targets).toMatch(/\| all +\| zero invariant violations in every run +\| 0 violations +\| met +\|/);
 });

@@ -1,0 +1,155 @@
+/**
+ * Scenario 5's gRPC client and its measurement: node:http2 over h2c and protobuf-es, no gRPC library
+ * (its own cost per call is reported), one call in flight, so a latency is the call's and not a
+ * queue's. Server CPU from /proc; Postgres CPU of the shard database's backends only (other work on
+ * the same Postgres server is not counted).
+ */
+import { type ClientHttp2Session, connect } from "node:http2";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import {
+  type ListOrdersRequest,
+  ListOrdersRequestSchema,
+  type ListOrdersResponse,
+  ListOrdersResponseSchema,
+} from "../../gen/shop/order/v1/order_pb.js";
+import { machineCpu, postgresCpu, type ServerProcess } from "../lib/processes.js";
+
+const PATH = "/shop.order.v1.OrderService/ListOrders";
+
+/** One h2c connection to 127.0.0.1:port. */
+export async function openSession(port: number): Promise<ClientHttp2Session> {
+  const session = connect(`http://127.0.0.1:${port}`);
+  session.on("error", () => undefined); // each call reports its own failure
+  await new Promise<void>((resolve, reject) => {
+    session.once("connect", () => resolve());
+    session.once("error", reject);
+  });
+  return session;
+}
+
+export interface CallResult {
+  ms: number;
+  res: ListOrdersResponse | null;
+  error: string | null;
+}
+
+/** One ListOrders call: encode, send, read the one message and the trailers, decode. */
+export function listOrders(
+  session: ClientHttp2Session,
+  bearer: string,
+  req: ListOrdersRequest,
+): Promise<CallResult> {
+  const msg = toBinary(ListOrdersRequestSchema, req);
+  const body = Buffer.allocUnsafe(5 + msg.length);
+  body.writeUInt8(0, 0);
+  body.writeUInt32BE(msg.length, 1);
+  body.set(msg, 5);
+  return new Promise((resolve) => {
+    const started = performance.now();
+    const stream = session.request({
+      ":method": "POST",
+      ":path": PATH,
+      "content-type": "application/grpc+proto",
+      te: "trailers",
+      authorization: `Bearer ${bearer}`,
+    });
+    const chunks: Buffer[] = [];
+    let status: string | undefined;
+    let error: string | null = null;
+    const statusOf = (h: Record<string, unknown>) => {
+      const s = h["grpc-status"] as string | undefined;
+      if (s === undefined) return;
+      status = s;
+      if (s !== "0") error ??= `${s}: ${decodeURIComponent(String(h["grpc-message"] ?? ""))}`;
+    };
+    stream.on("response", statusOf); // a trailers-only answer carries its status here
+    stream.on("trailers", statusOf);
+    stream.on("data", (c: Buffer) => chunks.push(c));
+    stream.on("error", (e: Error) => {
+      error ??= e.message;
+    });
+    stream.on("close", () => {
+      const ms = performance.now() - started;
+      if (status !== "0") return resolve({ ms, res: null, error: error ?? "no grpc-status" });
+      const all = Buffer.concat(chunks);
+      resolve({
+        ms,
+        res: fromBinary(ListOrdersResponseSchema, all.subarray(5, 5 + all.readUInt32BE(1))),
+        error: null,
+      });
+    });
+    stream.end(body);
+  });
+}
+
+export interface Measured {
+  calls: number;
+  errors: number;
+  firstError: string | null;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  serverCpuMsPerCall: number;
+  postgresCpuMsPerCall: number;
+  clientCpuMsPerCall: number;
+  ordersPerPage: number;
+  /** Share of the machine's CPU time that was busy meanwhile, 0-1 (others' work shows here). */
+  machineBusy: number;
+}
+
+/** CPU ms so far of the given Postgres backends (a backend that started since counts from 0). */
+function backendsCpu(pids: Set<string>): Map<string, number> {
+  return new Map([...postgresCpu()].filter(([pid]) => pids.has(pid)));
+}
+
+/**
+ * Sequential calls, one in flight: `calls` of them, or fewer once `seconds` have passed (but at least
+ * `minCalls`). `next(i)` builds the i-th request; `backends()` lists the shard's backend pids.
+ */
+export async function measure(opts: {
+  session: ClientHttp2Session;
+  bearer: string;
+  server: ServerProcess;
+  backends: () => Promise<Set<string>>;
+  next: (i: number) => ListOrdersRequest;
+  calls: number;
+  minCalls: number;
+  seconds: number;
+}): Promise<Measured> {
+  const latencies: number[] = [];
+  let errors = 0;
+  let orders = 0;
+  let firstError: string | null = null;
+  const pids = await opts.backends();
+  const [srv0, pg0, cpu0, box0] = [opts.server.cpuMs(), backendsCpu(pids), process.cpuUsage(), machineCpu()];
+  const until = performance.now() + opts.seconds * 1000;
+  for (let i = 0; i < opts.calls && (i < opts.minCalls || performance.now() < until); i++) {
+    const r = await listOrders(opts.session, opts.bearer, opts.next(i));
+    latencies.push(r.ms);
+    if (r.error !== null) {
+      errors++;
+      firstError ??= r.error;
+    } else orders += r.res?.orders.length ?? 0;
+  }
+  const [cpu, box] = [process.cpuUsage(cpu0), machineCpu()];
+  const serverMs = opts.server.cpuMs() - srv0;
+  for (const pid of await opts.backends()) pids.add(pid);
+  let pgMs = 0;
+  for (const [pid, ms] of backendsCpu(pids)) pgMs += ms - (pg0.get(pid) ?? 0);
+  const n = latencies.length;
+  latencies.sort((a, b) => a - b);
+  const at = (q: number) => latencies[Math.min(n - 1, Math.floor(q * n))] ?? 0;
+  return {
+    calls: n,
+    errors,
+    firstError,
+    p50Ms: at(0.5),
+    p99Ms: at(0.99),
+    maxMs: latencies[n - 1] ?? 0,
+    serverCpuMsPerCall: serverMs / Math.max(1, n),
+    postgresCpuMsPerCall: pgMs / Math.max(1, n),
+    clientCpuMsPerCall: (cpu.user + cpu.system) / 1000 / Math.max(1, n),
+    ordersPerPage: orders / Math.max(1, n - errors),
+    machineBusy: (box.busyMs - box0.busyMs) / Math.max(1, box.totalMs - box0.totalMs),
+  };
+}

@@ -1,0 +1,266 @@
+/**
+ * Issue 5, scenario 5: ListOrders with 1M top-level orders on one shard. Every filter and both sorts,
+ * in a heavy and a typical buyer's own list and in the operator's list (all users, and by email),
+ * first page and deep pages: p50/p99 over sequential gRPC calls to the product server, its CPU and
+ * the shard's Postgres CPU per call, and EXPLAIN ANALYZE of each list statement (which index, how
+ * many rows read, any Seq Scan or large Sort). The seeded data passes the product's order check
+ * (on a sample: see checkOrdersSample).
+ */
+import type { ClientHttp2Session } from "node:http2";
+import { pino } from "pino";
+import { entities } from "../../src/app.js";
+import { choosePort } from "../../src/embedded/processes.js";
+import type { OrderStatus } from "../../src/order/order.model.js";
+import { listOrdersStatement } from "../../src/order/order.queries.js";
+import { openShards, type Shard } from "../../src/shard/shards.js";
+import { testAuthEnv, token, userToken } from "../../test/harness/auth.js";
+import { migrateShards } from "../../test/harness/global-setup.js";
+import { startRedisNodes } from "../../test/harness/redis-nodes.js";
+import { createShardDatabases, dropShardDatabases } from "../../test/harness/shard-databases.js";
+import { type ServerProcess, startServer, waitForPort } from "../lib/processes.js";
+import type { ScenarioContext, ScenarioResult } from "../lib/scenario.js";
+import { type OrderSeed, seedOrders } from "../lib/seed-orders.js";
+import {
+  type Case,
+  cases,
+  inListing,
+  keyOf,
+  type OrderKey,
+  PAGE_SIZE,
+  query,
+  request,
+  scopeCondition,
+  tokenAfter,
+} from "./list-orders-cases.js";
+import { checkOrdersSample, checkSeededIds, explain } from "./list-orders-db.js";
+import { listOrders, measure, openSession } from "./list-orders-measure.js";
+import { type CaseRow, checks, table } from "./list-orders-report.js";
+
+export interface ListOrdersOptions {
+  /** Top-level orders to seed (default 1M; smoke 5,000) and buyers (default orders / 20). */
+  orders?: number;
+  users?: number;
+}
+
+/** Sizes: issue 5's 1M orders; smoke runs every case and code path on a small shard in seconds. */
+function sizes(ctx: ScenarioContext, opts: ListOrdersOptions) {
+  const orders = opts.orders ?? (ctx.smoke ? 5_000 : 1_000_000);
+  const users = opts.users ?? Math.max(50, Math.round(orders / 20));
+  return ctx.smoke
+    ? {
+        orders,
+        users,
+        calls: 2,
+        minCalls: 1,
+        caseSeconds: 0.1,
+        warmCalls: 0,
+        deepKeys: 5,
+        scopeSample: 2000,
+        checkUsers: 30,
+      }
+    : {
+        orders,
+        users,
+        // About 40 s for the 156 cases at the default --duration 10.
+        calls: Math.max(20, Math.round(10 * ctx.duration)),
+        minCalls: 5,
+        caseSeconds: ctx.duration / 40,
+        warmCalls: 1,
+        deepKeys: 50,
+        // Enough that rare filters (~0.3% of orders) still get a dozen positions in everyone's list.
+        scopeSample: 5000,
+        checkUsers: 100,
+      };
+}
+
+export async function runListOrders(
+  ctx: ScenarioContext,
+  opts: ListOrdersOptions = {},
+): Promise<ScenarioResult> {
+  const size = sizes(ctx, opts);
+  const urls = await createShardDatabases(ctx.pgUrl, 1, `bench_list_${process.pid}`);
+  ctx.cleanups.push(() => dropShardDatabases(urls));
+  await migrateShards(urls);
+  const seed = await seedOrders(urls[0] as string, { orders: size.orders, users: size.users }, ctx.say);
+  ctx.say(`seeded ${seed.rows.topLevel} orders of ${seed.rows.users} buyers in ${seed.seconds} s`);
+
+  const redis = await startRedisNodes(1);
+  ctx.cleanups.push(() => redis.stopAll());
+  const port = await choosePort(undefined);
+  // gRPC callers use the native port (grpc-js); the one port serves the same calls through connect-node.
+  const grpcPort = await choosePort(undefined);
+  const server = await startServer(
+    "product",
+    "src/main.ts",
+    {
+      ...testAuthEnv,
+      SHARD_URLS: urls.join(","),
+      REDIS_URLS: redis.urls.join(","),
+      PORT: String(port),
+      GRPC_PORT: String(grpcPort),
+      HOST: "127.0.0.1",
+      MIGRATE_ON_START: "false",
+      RATE_LIMIT_USER_RPS: "0",
+      RATE_LIMIT_SERVICE_RPS: "0",
+      DRAIN_TIMEOUT_MS: "1000",
+      LOG_LEVEL: "warn",
+    },
+    port,
+  );
+  ctx.cleanups.push(() => server.stop());
+  await waitForPort(grpcPort, 10_000);
+  const shards = await openShards({
+    urls,
+    entities,
+    migrations: [],
+    poolMax: 2,
+    bucketMap: null,
+    logger: pino({ level: "silent" }),
+  });
+  ctx.cleanups.push(() => shards.close());
+  const shard = shards.shards[0] as Shard;
+
+  const badIds = await checkSeededIds(shard.fork(), 2000);
+  const check = await checkOrdersSample(shard, size.checkUsers);
+  for (const v of check.violations.slice(0, 5)) ctx.say(`VIOLATION order ${v.orderId}: ${v.problem}`);
+  if (badIds > 0) ctx.say(`VIOLATION ${badIds} seeded ids are not what newId makes`);
+  ctx.say(
+    `checkOrders on ${check.orders} orders of ${size.checkUsers} buyers: ${check.violations.length} violations`,
+  );
+
+  const session = await openSession(grpcPort);
+  ctx.cleanups.push(async () => session.close());
+  const all = cases(Date.parse(seed.createdRange[1]), seed.heavy, seed.typical);
+  const rows = await runCases(ctx, all, { session, server, shard, seed, size });
+  const failed = rows.filter((r) => r.skipped?.startsWith("failed")).length;
+  const errors = failed + rows.reduce((n, r) => n + (r.measured?.errors ?? 0), 0);
+  for (const r of rows.filter((x) => x.measured?.firstError || x.skipped?.startsWith("failed")).slice(0, 3))
+    ctx.say(`errors in ${r.case.scope} / ${r.case.filter}: ${r.measured?.firstError ?? r.skipped}`);
+  return {
+    table: table(seed, rows),
+    data: {
+      seed,
+      orderCheck: { orders: check.orders, violations: check.violations, badIds },
+      size,
+      cases: rows,
+    },
+    checks: checks(seed, rows),
+    violations: check.violations.length + badIds,
+    errors,
+  };
+}
+
+interface Env {
+  session: ClientHttp2Session;
+  server: ServerProcess;
+  shard: Shard;
+  seed: OrderSeed;
+  size: ReturnType<typeof sizes>;
+}
+
+/** Measures and EXPLAINs every case in turn. */
+async function runCases(ctx: ScenarioContext, all: Case[], env: Env): Promise<CaseRow[]> {
+  // One token per caller, reused as a client would (the server caches verified tokens).
+  const tokens = new Map<string | null, string>([[null, token({ scopes: ["operator"], expiresInS: 3600 })]]);
+  const bearer = (c: Case): string => {
+    const known = tokens.get(c.userId);
+    if (known) return known;
+    const t = userToken(c.userId as string);
+    tokens.set(c.userId, t);
+    return t;
+  };
+  const backends = async () =>
+    new Set(
+      (
+        await env.shard
+          .fork()
+          .execute<{ pid: number }[]>(
+            "select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()",
+          )
+      ).map((r) => String(r.pid)),
+    );
+  // Warm-up: every case's first page once, then round after round for ctx.warmup seconds (the
+  // server's JIT, its connection pool, the caches).
+  const warmUntil = performance.now() + ctx.warmup * 1000;
+  for (let round = 0; round === 0 || performance.now() < warmUntil; round++)
+    for (const c of all) await listOrders(env.session, bearer(c), request(c));
+  const deepKeys = new Map<string, OrderKey[]>();
+  const rows: CaseRow[] = [];
+  const started = performance.now();
+  for (const [i, c] of all.entries()) {
+    if (i > 0 && i % 40 === 0)
+      ctx.say(
+        `list orders: ${i}/${all.length} cases, ${((performance.now() - started) / 1000).toFixed(0)} s`,
+      );
+    const tag = { scope: c.scope, filter: c.filter.name, sort: c.sort, page: c.page };
+    // The server's own token for this listing: deep pages continue from its filter hash.
+    const first = await listOrders(env.session, bearer(c), request(c));
+    if (first.error !== null) {
+      rows.push({ case: tag, measured: null, plan: null, skipped: `failed: ${first.error}` });
+      continue;
+    }
+    let keys: OrderKey[] = [];
+    if (c.page === "deep") {
+      if (!first.res?.nextPageToken) {
+        rows.push({ case: tag, measured: null, plan: null, skipped: "no second page" });
+        continue;
+      }
+      keys = (await scopeSample(env, c, deepKeys)).filter((k) => inListing(c, k)).slice(0, env.size.deepKeys);
+      if (keys.length === 0) {
+        rows.push({ case: tag, measured: null, plan: null, skipped: "no sampled order in the listing" });
+        continue;
+      }
+    }
+    const serverToken = first.res?.nextPageToken ?? "";
+    const next = (n: number) =>
+      c.page === "first"
+        ? request(c)
+        : request(c, tokenAfter(serverToken, keyOf(c.sort, keys[n % keys.length] as OrderKey)));
+    for (let w = 0; w < env.size.warmCalls; w++) await listOrders(env.session, bearer(c), next(w + 1));
+    const measured = await measure({
+      session: env.session,
+      bearer: bearer(c),
+      server: env.server,
+      backends,
+      next,
+      calls: env.size.calls,
+      minCalls: env.size.minCalls,
+      seconds: env.size.caseSeconds,
+    });
+    const after = c.page === "deep" ? keyOf(c.sort, keys[0] as OrderKey) : null;
+    const { sql, params } = listOrdersStatement(query(c), after, PAGE_SIZE + 1);
+    const plan = await explain(env.shard.fork(), sql, params);
+    rows.push({ case: tag, measured, plan });
+  }
+  return rows;
+}
+
+/**
+ * Random top-level orders of the case's scope (all of a buyer's or an email's, a random `scopeSample`
+ * of everyone's), cached per scope; each case keeps those in its listing as deep-page positions.
+ */
+async function scopeSample(env: Env, c: Case, cache: Map<string, OrderKey[]>): Promise<OrderKey[]> {
+  const cached = cache.get(c.scope);
+  if (cached) return cached;
+  const where = scopeCondition(c);
+  const keys = (
+    await env.shard
+      .fork()
+      .execute<
+        { id: string; total_key: string; created_us: string; status: OrderStatus; archived: boolean }[]
+      >(
+        `select id, total_minor::text as total_key, status, archived,
+         (extract(epoch from created_at) * 1000000)::bigint::text as created_us
+       from orders where parent_order_id is null and ${where.sql} order by random() limit ?`,
+        [...where.params, env.size.scopeSample],
+      )
+  ).map((r) => ({
+    id: r.id,
+    totalKey: r.total_key,
+    createdUs: r.created_us,
+    status: r.status,
+    archived: r.archived,
+  }));
+  cache.set(c.scope, keys);
+  return keys;
+}
