@@ -52,7 +52,7 @@ const opts = {
   warmup: Number(args.warmup ?? (smoke ? 1 : 2)),
   connections: Number(args.connections ?? (smoke ? 8 : 64)),
   products: Number(args.products ?? (smoke ? 300 : 10_000)),
-  crossRate: Number(args["cross-rate"] ?? 200),
+  crossRate: Number(args["cross-rate"] ?? 50),
   shards: 3,
 };
 const only = args.only ?? [];
