@@ -3,6 +3,7 @@ import { Migration0001Inventory } from "./0001-inventory.js";
 import { Migration0002Reservations } from "./0002-reservations.js";
 import { Migration0003Orders } from "./0003-orders.js";
 import { Migration0004ReserveFunction } from "./0004-reserve-function.js";
+import { Migration0005OrderListIndexes } from "./0005-order-list-indexes.js";
 
 /** Every migration, in order. Listed explicitly: no globbing, so bundles and tsx behave the same. */
 export const migrations: MigrationObject[] = [
@@ -10,4 +11,5 @@ export const migrations: MigrationObject[] = [
   { name: "0002-reservations", class: Migration0002Reservations },
   { name: "0003-orders", class: Migration0003Orders },
   { name: "0004-reserve-function", class: Migration0004ReserveFunction },
+  { name: "0005-order-list-indexes", class: Migration0005OrderListIndexes },
 ];

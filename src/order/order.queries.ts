@@ -1,13 +1,24 @@
 import type { EntityManager } from "@mikro-orm/postgresql";
-import { invalidArgument, isDomainError } from "../errors.js";
+import { isDomainError } from "../errors.js";
 import { decodePageToken, encodePageToken, listingHash, mergePages } from "../shard/page-token.js";
 import { type ShardSet, shardUnavailable } from "../shard/shards.js";
-import type { OrderStatus } from "./order.model.js";
+import type { OrderStatus, OrderView } from "./order.model.js";
+import { COLUMNS, toListedView } from "./order.repository.js";
+import {
+  CURSOR_PARAM,
+  clampCursor,
+  compareBytes,
+  compareKeys,
+  cursorOf,
+  SORT_COLUMNS,
+  type SortKey,
+  sortKey,
+} from "./order-keyset.js";
 
 /**
  * The read side of orders that spans many rows: ListOrders (keyset pages, one shard or all merged)
  * and ListTopCustomers (one aggregate per shard, merged). Only top-level orders are ever listed
- * (`parent_order_id is null`, which is also the predicate of every list index in 0003).
+ * (`parent_order_id is null`, which is also the predicate of every list index of 0003 and 0005).
  */
 
 export interface ListOrdersQuery {
@@ -38,29 +49,16 @@ export interface TopCustomer {
 type Row = Record<string, unknown>;
 
 /**
- * A listed row's sort key, as carried by page tokens: int64 columns as decimal strings (exact, and
- * `created_at` as epoch microseconds: a JS Date would drop the microseconds and skip or repeat rows
- * created in the same millisecond), then the id, which breaks every tie.
- */
-type SortKey = string[];
-
-/** The keyset order of each sort: every column descending, `id` last. */
-const ORDER_COLUMNS: Record<ListOrdersQuery["sort"], readonly ("total_minor" | "created_at" | "id")[]> = {
-  newest: ["created_at", "id"],
-  highest_total: ["total_minor", "created_at", "id"],
-};
-
-const INT64 = /^-?\d{1,19}$/;
-/** How a cursor value is turned back into the column's type, so the comparison stays index-friendly. */
-const CURSOR_PARAM = {
-  total_minor: "?::bigint",
-  created_at: "(timestamptz 'epoch' + ?::bigint * interval '1 microsecond')",
-  id: "?",
-} as const;
-
-/**
- * The one statement listOrderIds sends to a shard: rows strictly after `after` in the sort's keyset
- * order, `limit` of them. Exported so the EXPLAIN test checks the exact SQL that runs.
+ * The ONE statement a page sends to a shard (exported so the EXPLAIN test checks the exact SQL that
+ * runs): the keyset query picks `limit` orders strictly after `after` in the sort's order, walking
+ * the index made for the scope, sort and filters (docs/data-model.md); each picked order then brings
+ * its children's ids, its lines and its payments as aggregates of lateral subqueries, each an index
+ * lookup by order id. One round trip and one row per order, where loading by id took four statements
+ * and a row per line and per payment.
+ *
+ * Filter values go into the SQL as literals (MikroORM formats the statement before sending it): the
+ * planner proves a partial index's predicate from them, e.g. that `status in ('pending')` implies the
+ * open-status predicate of orders_open_newest_idx (0005).
  */
 export function listOrdersStatement(
   q: ListOrdersQuery,
@@ -81,24 +79,32 @@ export function listOrdersStatement(
   if (q.statuses.length > 0) add("status in (?)", [...new Set(q.statuses)]);
   if (q.minTotalMinor !== null) add("total_minor >= ?", q.minTotalMinor);
   if (q.maxTotalMinor !== null) add("total_minor <= ?", q.maxTotalMinor);
-  const columns = ORDER_COLUMNS[q.sort];
+  const columns = SORT_COLUMNS[q.sort];
   // (total_minor, created_at, id) < (…): one row comparison, which Postgres turns into an index
   // bound on the matching all-descending index, so the next page starts at the cursor.
   if (after) add(`(${columns.join(", ")}) < (${columns.map((c) => CURSOR_PARAM[c]).join(", ")})`, ...after);
-  // The keys come back as text (exact int64) under other names: ORDER BY would sort by an output
-  // column that shadowed total_minor, as text and without the index.
-  const sql = `select id, total_minor::text as total_key,
-      (extract(epoch from created_at) * 1000000)::bigint::text as created_us
-    from orders where ${where.join(" and ")}
-    order by ${columns.map((c) => `${c} desc`).join(", ")} limit ?`;
+  const order = (alias: string) => columns.map((c) => `${alias}${c} desc`).join(", ");
+  // A parent's lines are its children's (in child id order, then product), never its own; the keys
+  // come back as text (exact int64) under names that shadow no column.
+  const sql = `select o.*, o.total_minor::text as total_key,
+      (extract(epoch from o.created_at) * 1000000)::bigint::text as created_us,
+      ch.ids as child_ids, it.items, pay.payments
+    from (select ${COLUMNS} from orders where ${where.join(" and ")} order by ${order("")} limit ?) o
+    left join lateral (select array_agg(c.id order by c.id) as ids from orders c
+      where o.stock_status = 'none' and c.parent_order_id = o.id) ch on true
+    left join lateral (select json_agg(i order by i.order_id, i.product_id) as items from order_items i
+      where i.order_id = any (case when o.stock_status = 'none' then ch.ids else array[o.id] end)) it on true
+    left join lateral (select json_agg(p order by p.id) as payments from order_payments p
+      where p.order_id = o.id) pay on true
+    order by ${order("o.")}`;
   return { sql, params: [...params, limit] };
 }
 
-/** One page of top-level order ids in the requested global order (ids route to their shard by bucket). */
-export async function listOrderIds(
+/** One page of full top-level orders in the requested global order. */
+export async function listOrders(
   shards: ShardSet,
   q: ListOrdersQuery,
-): Promise<{ ids: string[]; nextPageToken: string }> {
+): Promise<{ orders: OrderView[]; nextPageToken: string }> {
   const listing = listingHash({
     userId: q.userId,
     createdAfter: q.createdAfter,
@@ -110,21 +116,28 @@ export async function listOrderIds(
     includeArchived: q.includeArchived,
     sort: q.sort,
   });
-  const after = cursorOf(q.sort, decodePageToken(q.pageToken, listing)?.after ?? null);
+  const after = clampCursor(q, cursorOf(q.sort, decodePageToken(q.pageToken, listing)?.after ?? null));
+  if (after === "past the range") return { orders: [], nextPageToken: "" };
   const { sql, params } = listOrdersStatement(q, after, q.pageSize + 1);
-  const select = async (em: EntityManager): Promise<SortKey[]> =>
-    (await em.execute<Row[]>(sql, params)).map((r) => sortKey(q.sort, r));
+  const select = async (em: EntityManager): Promise<Listed[]> =>
+    (await em.execute<Row[]>(sql, params)).map((row) => ({ key: sortKey(q.sort, row), row }));
   // One user's orders all live on that user's shard; the operator's list asks every shard for the
   // same page after the same cursor and merges: the order is total (id breaks ties), so the first
   // pageSize of the merged rows are exactly the global page.
   const pages =
     q.userId !== null ? [await select(shards.forUser(q.userId).fork())] : await onEveryShard(shards, select);
-  const { rows, more } = mergePages(pages, compareKeys, q.pageSize);
+  const { rows, more } = mergePages(pages, (a, b) => compareKeys(a.key, b.key), q.pageSize);
   const last = rows.at(-1);
   return {
-    ids: rows.map((key) => key.at(-1) as string),
-    nextPageToken: more && last ? encodePageToken({ after: last }, listing) : "",
+    // Only the kept rows become views: in operator scope the other shards' extra rows are dropped.
+    orders: rows.map((r) => toListedView(r.row)),
+    nextPageToken: more && last ? encodePageToken({ after: last.key }, listing) : "",
   };
+}
+
+interface Listed {
+  key: SortKey;
+  row: Row;
 }
 
 /**
@@ -175,41 +188,4 @@ async function onEveryShard<T>(shards: ShardSet, run: (em: EntityManager) => Pro
     if (isDomainError(result.reason)) throw result.reason;
     throw shardUnavailable(shards.shards[i]?.index ?? i, result.reason);
   });
-}
-
-function sortKey(sort: ListOrdersQuery["sort"], r: Row): SortKey {
-  const created = String(r.created_us);
-  const id = String(r.id);
-  return sort === "newest" ? [created, id] : [String(r.total_key), created, id];
-}
-
-/** Checks that a decoded token's key has the shape of the sort's key; a forged one is INVALID_ARGUMENT. */
-function cursorOf(sort: ListOrdersQuery["sort"], after: (string | number)[] | null): SortKey | null {
-  if (after === null) return null;
-  const columns = ORDER_COLUMNS[sort];
-  const valid =
-    after.length === columns.length &&
-    after.every((v, i) =>
-      columns[i] === "id" ? typeof v === "string" && v !== "" : typeof v === "string" && INT64.test(v),
-    );
-  if (!valid) throw invalidArgument("page_token", "is not a valid page token");
-  return after as SortKey;
-}
-
-/** Descending on every column: int64 columns compared as integers, the id as bytes (collate "C"). */
-function compareKeys(a: SortKey, b: SortKey): number {
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i] as string;
-    const y = b[i] as string;
-    if (x === y) continue;
-    const last = i === a.length - 1;
-    const c = last ? compareBytes(x, y) : BigInt(x) < BigInt(y) ? -1 : 1;
-    return -c;
-  }
-  return 0;
-}
-
-/** Compares as Postgres' "C" collation does: by UTF-8 bytes. */
-function compareBytes(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
 }

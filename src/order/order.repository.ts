@@ -12,7 +12,8 @@ import type {
 /** SQL of the order module: rows on the buyer's shard. */
 
 type Row = Record<string, unknown>;
-const COLUMNS = `id, order_number, user_id, customer_email, status, parent_order_id, seller_id, reservation_id,
+/** The columns toRow reads (ListOrders selects them too, in its one statement). */
+export const COLUMNS = `id, order_number, user_id, customer_email, status, parent_order_id, seller_id, reservation_id,
   currency_code, total_minor, paid_minor, refunded_minor, stock_status, archived, version, created_at, updated_at`;
 
 /** An order row without its items, children and payments. */
@@ -204,17 +205,36 @@ async function paymentsOf(em: EntityManager, orderIds: string[]): Promise<Map<st
   );
   for (const r of rows) {
     const list = out.get(String(r.order_id)) ?? [];
-    list.push({
-      id: String(r.id),
-      amountMinor: Number(r.amount_minor),
-      currencyCode: String(r.currency_code),
-      providerReference: String(r.provider_reference),
-      status: r.status as PaymentStatus,
-      createdAt: new Date(r.created_at as string),
-    });
+    list.push(toPayment(r));
     out.set(String(r.order_id), list);
   }
   return out;
+}
+
+function toPayment(r: Row): PaymentView {
+  return {
+    id: String(r.id),
+    amountMinor: Number(r.amount_minor),
+    currencyCode: String(r.currency_code),
+    providerReference: String(r.provider_reference),
+    status: r.status as PaymentStatus,
+    createdAt: new Date(r.created_at as string),
+  };
+}
+
+/**
+ * The full view of one row of the ListOrders statement (order.queries.ts): the order's columns, its
+ * children's ids (`child_ids`, text[]) and its lines and payments as JSON arrays of their rows, in
+ * the order loadOrders gives them. JSON carries int64 columns as numbers and times as ISO strings
+ * with microseconds; Number() and new Date() read them exactly as they read the column values.
+ */
+export function toListedView(r: Row): OrderView {
+  return {
+    ...toRow(r),
+    items: ((r.items as Row[] | null) ?? []).map(toItem),
+    childOrderIds: ((r.child_ids as string[] | null) ?? []).map(String),
+    payments: ((r.payments as Row[] | null) ?? []).map(toPayment),
+  };
 }
 
 /**

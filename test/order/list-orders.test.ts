@@ -280,6 +280,34 @@ describe("ListOrders", () => {
     }
   });
 
+  it("clamps a forged cursor to the listing's range: before it, the first page; past it, an empty last page", async () => {
+    const newest: Spec = { userId: users[7] as string, after: t1, before: t2, sort: "newest" };
+    const highest: Spec = { userId: users[7] as string, min: 1000, max: 9000, sort: "highest_total" };
+    for (const spec of [newest, highest]) {
+      const first = await listPage(spec, 7, "");
+      expect(first.ids).toEqual(model(spec).slice(0, 7));
+      expect(first.nextPageToken).not.toBe("");
+      // A token the server cannot tell from its own: the listing's hash, any key of the right shape.
+      const { l } = JSON.parse(Buffer.from(first.nextPageToken, "base64url").toString("utf8"));
+      const forged = (lead: bigint) =>
+        Buffer.from(
+          JSON.stringify({ v: 1, l, a: [String(lead), ...(spec.sort === "newest" ? [] : ["0"]), "ord_Z"] }),
+        ).toString("base64url");
+      const [low, high] =
+        spec.sort === "newest"
+          ? [BigInt(t1.getTime()) * 1000n, BigInt(t2.getTime()) * 1000n] // [after, before)
+          : [BigInt(spec.min as number), BigInt(spec.max as number) + 1n]; // [min, max]
+      for (const lead of [high, high + 10n ** 15n]) {
+        const page = await listPage(spec, 7, forged(lead));
+        expect(page.ids).toEqual(first.ids);
+        expect(page.nextPageToken).toBe(first.nextPageToken);
+      }
+      for (const lead of [low - 1n, low - 10n ** 15n]) {
+        expect(await listPage(spec, 7, forged(lead))).toEqual({ ids: [], createMs: [], nextPageToken: "" });
+      }
+    }
+  });
+
   it("fails with UNAVAILABLE in operator scope when a shard is down, and still serves one user's list", async () => {
     const urls = inject("shardUrls");
     const down = await startTestApp({
