@@ -25,7 +25,10 @@ export async function startServer(
   env: Record<string, string>,
   port: number,
 ): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", script], {
+  // BENCH_SERVER_NODE_FLAGS: extra Node/V8 flags for every server process (experiments, e.g. GC flags
+  // that NODE_OPTIONS refuses).
+  const flags = (process.env.BENCH_SERVER_NODE_FLAGS ?? "").split(" ").filter((f) => f !== "");
+  const child = spawn(process.execPath, [...flags, "--import", "tsx", script], {
     env: { ...process.env, ...env },
     stdio: ["ignore", "inherit", "pipe"],
   });

@@ -89,6 +89,8 @@ export interface Measured {
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
+  /** Every call's latency, ms (sorted): the pooled percentiles over all cases come from these. */
+  samples: number[];
   serverCpuMsPerCall: number;
   postgresCpuMsPerCall: number;
   clientCpuMsPerCall: number;
@@ -146,6 +148,7 @@ export async function measure(opts: {
     p50Ms: at(0.5),
     p99Ms: at(0.99),
     maxMs: latencies[n - 1] ?? 0,
+    samples: latencies,
     serverCpuMsPerCall: serverMs / Math.max(1, n),
     postgresCpuMsPerCall: pgMs / Math.max(1, n),
     clientCpuMsPerCall: (cpu.user + cpu.system) / 1000 / Math.max(1, n),

@@ -96,6 +96,9 @@ export function checks(seed: OrderSeed, rows: CaseRow[]): TargetCheck[] {
     null,
   );
   const over = measured.filter((r) => (r.measured?.p99Ms ?? 0) > P99_TARGET_MS);
+  // Every call of every case together: the latency a mixed ListOrders workload sees.
+  const pooled = measured.flatMap((r) => r.measured?.samples ?? []).sort((a, b) => a - b);
+  const pooledAt = (q: number) => pooled[Math.min(pooled.length - 1, Math.floor(q * pooled.length))] ?? 0;
   const plans = rows.filter((r) => r.plan);
   const seq = plans.filter((r) => r.plan?.seqScan);
   const sorts = plans.filter((r) => (r.plan?.sortedRows ?? 0) > LARGE_SORT);
@@ -105,8 +108,9 @@ export function checks(seed: OrderSeed, rows: CaseRow[]): TargetCheck[] {
       scenario: SCENARIO,
       target: `ListOrders p99 <= ${P99_TARGET_MS} ms at 1M orders on a shard`,
       measured: worst?.measured
-        ? `worst p99 ${worst.measured.p99Ms.toFixed(2)} ms (${label(worst)}) at ${millions}M orders; ` +
-          `${over.length} of ${measured.length} cases over ${P99_TARGET_MS} ms`
+        ? `all ${pooled.length} calls: p50 ${pooledAt(0.5).toFixed(2)} ms, p99 ${pooledAt(0.99).toFixed(2)} ms; ` +
+          `per case: worst p99 ${worst.measured.p99Ms.toFixed(2)} ms (${label(worst)}) at ${millions}M orders, ` +
+          `${over.length} of ${measured.length} cases over ${P99_TARGET_MS} ms (the verdict: every case)`
         : "nothing measured",
       met: worst?.measured !== undefined && worst.measured !== null && worst.measured.p99Ms <= P99_TARGET_MS,
     },
