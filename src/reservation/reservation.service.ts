@@ -21,7 +21,12 @@ import { bucketOfUser } from "../shard/router.js";
 import type { Shard, ShardSet } from "../shard/shards.js";
 import { createReserveBatcher } from "./batcher.js";
 import { groupByStockShard, holdAll, type ShardGroup, settleOnShards } from "./holds.js";
-import type { ListReservationsInput, ReservationView, ReserveInput } from "./reservation.model.js";
+import type {
+  ListReservationsInput,
+  ReservationView,
+  ReservedItem,
+  ReserveInput,
+} from "./reservation.model.js";
 import * as repo from "./reservation.repository.js";
 
 /** Named points where a fault test may kill the process mid-saga (see FAULT_POINT). */
@@ -132,8 +137,9 @@ export function createReservationService(deps: ReservationDeps) {
   }
 
   /**
-   * The saga: (1) intent row + key on the buyer's shard, (2) one idempotent hold transaction per
-   * stock shard, under Redlock when there are several, (3) the final state. Any failure releases
+   * The saga: (1) intent row + key on the buyer's shard, while the Redlock (several stock shards)
+   * is being taken, (2) one idempotent hold statement per stock shard, all at once, under the lock,
+   * (3) the final state. Any failure releases
    * what was held and fails the intent; a crash anywhere is repaired by the sweeper.
    */
   async function reserveAcrossShards(
@@ -144,25 +150,44 @@ export function createReservationService(deps: ReservationDeps) {
     const bucket = bucketOfUser(input.userId);
     const buyer = shards.forBucket(bucket);
     const id = newId("res", bucket);
-    const claimed = await claimIntent(buyer, claim, {
+    const intent = claimIntent(buyer, claim, {
       id,
       bucket,
       userId: input.userId,
       ttlSeconds: input.ttlSeconds,
       items: input.items,
     });
-    if (claimed.state === "done") return claimed.response as ReservationView;
-    if (claimed.state === "pending") return awaitPrior(input, claim, groups);
-    deps.faultPoint("after_intent");
-
+    intent.catch(() => undefined); // awaited below; a failure while the lock is still awaited is not unhandled
+    const work = async (): Promise<ClaimResult | ReservedItem[]> => {
+      const claimed = await intent;
+      if (claimed.state !== "new") return claimed;
+      deps.faultPoint("after_intent");
+      return holdAll(shards, id, groups, (count) => {
+        if (count === 1) deps.faultPoint("after_first_shard");
+        if (count === groups.length) deps.faultPoint("after_holds");
+      });
+    };
+    const keys = groups.flatMap((g) => g.items.map((item) => item.productId));
+    let held: ReservedItem[];
     try {
-      const takeAll = () =>
-        holdAll(shards, id, groups, (count) => {
-          if (count === 1) deps.faultPoint("after_first_shard");
-          if (count === groups.length) deps.faultPoint("after_holds");
-        });
-      const keys = groups.flatMap((g) => g.items.map((item) => item.productId));
-      const held = groups.length > 1 ? await locks.withLocks(keys, takeAll) : await takeAll();
+      // The intent and the lock are taken at the same time (neither needs the other); the holds
+      // wait for both.
+      const done = groups.length > 1 ? await locks.withLocks(keys, work) : await work();
+      if (!Array.isArray(done)) {
+        if (done.state === "done") return done.response as ReservationView;
+        return awaitPrior(input, claim, groups);
+      }
+      held = done;
+    } catch (e) {
+      // The lock may have failed while the intent was being written: only an intent of ours needs
+      // undoing, and a replay's answer does not need the lock at all.
+      const claimed = await intent.catch(() => undefined);
+      if (claimed?.state === "done") return claimed.response as ReservationView;
+      if (claimed?.state === "pending") return awaitPrior(input, claim, groups);
+      if (claimed?.state === "new") await compensate(id, claim, groups);
+      throw e;
+    }
+    try {
       const answer = await buyer.sql<{ answer: unknown }>(
         "select shop_reserve_activate($1, $2, $3::jsonb, $4, $5) as answer",
         [
