@@ -1,6 +1,6 @@
 /** The streams scenario's table, target check and error count from what it measured. */
 import type { ScenarioResult } from "../lib/scenario.js";
-import type { Deliveries, Quantiles } from "./streams-watch.js";
+import type { Deliveries, Quantiles } from "./streams-deliveries.js";
 
 /** Everything the streams scenario measured (also what goes into the results JSON). */
 export interface StreamsData {
@@ -54,7 +54,7 @@ export function report(data: StreamsData, smoke: boolean): ScenarioResult {
   const p99 = d.sinceSent.all.p99;
   const measured =
     `p99 ${f(p99)} ms (same instance ${f(d.sinceSent.same.p99)}, other ${f(d.sinceSent.other.p99)}) over ` +
-    `${d.delivered} deliveries to ${data.watchers.total} watchers, ${d.missing} missing` +
+    `${d.sinceSent.all.n} measured deliveries to ${data.watchers.total} watchers, ${d.missing} missing` +
     (smoke ? " (smoke size)" : "");
   return {
     table: [latencyTable(d), "", serverTable(data), "", summary(data)].join("\n"),
