@@ -45,29 +45,26 @@ const COLUMNS: [string, (r: Row) => string][] = [
   ["violations", (r) => String(r.invariantViolations)],
 ];
 
-/** A plain-text table (also valid Markdown). */
+/** A plain-text table with padded columns (also valid Markdown). */
+export function markdownTable(header: string[], rows: string[][]): string {
+  const cells = [header, ...rows];
+  const widths = header.map((_, i) => Math.max(...cells.map((c) => (c[i] ?? "").length)));
+  const line = (c: string[]) => `| ${widths.map((w, i) => (c[i] ?? "").padEnd(w)).join(" | ")} |`;
+  return [line(header), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...rows.map(line)].join("\n");
+}
+
+/** The scenarios' rows as a table. */
 export function table(rows: Row[]): string {
-  const cells = [COLUMNS.map(([h]) => h), ...rows.map((r) => COLUMNS.map(([, f]) => f(r)))];
-  const widths = COLUMNS.map((_, i) => Math.max(...cells.map((c) => (c[i] as string).length)));
-  const line = (c: string[]) => `| ${c.map((v, i) => v.padEnd(widths[i] as number)).join(" | ")} |`;
-  const [head, ...body] = cells;
-  return [
-    line(head as string[]),
-    `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`,
-    ...body.map(line),
-  ].join("\n");
+  return markdownTable(
+    COLUMNS.map(([h]) => h),
+    rows.map((r) => COLUMNS.map(([, f]) => f(r))),
+  );
 }
 
 /** The issue's targets against this run's measurements. */
 export function targetTable(checks: TargetCheck[]): string {
-  const rows = checks.map((c) => [c.scenario, c.target, c.measured, c.met ? "met" : "NOT met"]);
-  const cells = [["scenario", "target", "measured (this run)", "verdict"], ...rows];
-  const widths = [0, 1, 2, 3].map((i) => Math.max(...cells.map((c) => (c[i] as string).length)));
-  const line = (c: string[]) => `| ${c.map((v, i) => v.padEnd(widths[i] as number)).join(" | ")} |`;
-  const [head, ...body] = cells;
-  return [
-    line(head as string[]),
-    `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`,
-    ...body.map(line),
-  ].join("\n");
+  return markdownTable(
+    ["scenario", "target", "measured (this run)", "verdict"],
+    checks.map((c) => [c.scenario, c.target, c.measured, c.met ? "met" : "NOT met"]),
+  );
 }

@@ -1,4 +1,5 @@
 /** Scenario 5's table and target checks. */
+import { markdownTable } from "../lib/report.js";
 import type { TargetCheck } from "../lib/scenario.js";
 import type { OrderSeed } from "../lib/seed-orders.js";
 import type { Case } from "./list-orders-cases.js";
@@ -48,15 +49,10 @@ const COLUMNS: [string, (r: CaseRow) => string][] = [
 ];
 
 function markdown(rows: CaseRow[]): string {
-  const cells = [COLUMNS.map(([h]) => h), ...rows.map((r) => COLUMNS.map(([, f]) => f(r)))];
-  const widths = COLUMNS.map((_, i) => Math.max(...cells.map((c) => (c[i] as string).length)));
-  const line = (c: string[]) => `| ${c.map((v, i) => v.padEnd(widths[i] as number)).join(" | ")} |`;
-  const [head, ...body] = cells;
-  return [
-    line(head as string[]),
-    `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`,
-    ...body.map(line),
-  ].join("\n");
+  return markdownTable(
+    COLUMNS.map(([h]) => h),
+    rows.map((r) => COLUMNS.map(([, f]) => f(r))),
+  );
 }
 
 const label = (r: CaseRow) => `${r.case.scope}, ${r.case.filter}, ${r.case.sort}, ${r.case.page} page`;

@@ -1,4 +1,5 @@
 /** The streams scenario's table, target check and error count from what it measured. */
+import { markdownTable } from "../lib/report.js";
 import type { ScenarioResult } from "../lib/scenario.js";
 import type { Deliveries, Quantiles } from "./streams-deliveries.js";
 
@@ -143,9 +144,4 @@ function summary(data: StreamsData): string {
   ].join("\n");
 }
 
-function markdown(head: string[], rows: string[][]): string {
-  const cells = [head, ...rows];
-  const widths = head.map((_, i) => Math.max(...cells.map((c) => (c[i] ?? "").length)));
-  const line = (c: string[]) => `| ${c.map((v, i) => v.padEnd(widths[i] as number)).join(" | ")} |`;
-  return [line(head), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...rows.map(line)].join("\n");
-}
+const markdown = markdownTable;

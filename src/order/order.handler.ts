@@ -12,6 +12,7 @@ import { invalidArgument } from "../errors.js";
 import { INVENTORY_LIMITS } from "../inventory/inventory.rules.js";
 import { checkDistinctProducts } from "../reservation/reservation.rules.js";
 import { shutdownSignalKey } from "../server/context.js";
+import { type LinkedSignal, linkSignals } from "../server/signals.js";
 import { parseId } from "../shard/ids.js";
 import {
   CURRENCY_RULE,
@@ -223,16 +224,26 @@ export function orderHandler(service: OrderService, hub: WatchHub): ServiceImpl<
       const user = userId(req.userId);
       const id = orderId(req.orderId);
       const after = checkInt(req.afterVersion, "after_version", 0, L.maxVersion);
-      for await (const item of hub.watchOrder(user, id, after, streamSignal(ctx))) {
-        yield { message: watchMessage(item) };
+      const ends = streamSignal(ctx);
+      try {
+        for await (const item of hub.watchOrder(user, id, after, ends.signal)) {
+          yield { message: watchMessage(item) };
+        }
+      } finally {
+        ends.dispose();
       }
     },
 
     async *watchOrders(req, ctx) {
       const user = userId(req.userId);
       const after = decodeEventCursor(checkString(req.afterCursor, "after_cursor", { max: 512 }), user);
-      for await (const item of hub.watchOrders(user, after, streamSignal(ctx))) {
-        yield { message: watchMessage(item) };
+      const ends = streamSignal(ctx);
+      try {
+        for await (const item of hub.watchOrders(user, after, ends.signal)) {
+          yield { message: watchMessage(item) };
+        }
+      } finally {
+        ends.dispose();
       }
     },
   };
@@ -243,9 +254,12 @@ function actor(ctx: HandlerContext): string {
   return actorOf(ctx.values.get(principalKey), OPERATOR_ACTOR);
 }
 
-/** Ends a stream when the caller goes away or the server starts draining. */
-function streamSignal(ctx: HandlerContext): AbortSignal {
-  return AbortSignal.any([ctx.signal, ctx.values.get(shutdownSignalKey)]);
+/**
+ * Ends a stream when the caller goes away or the server starts draining. Disposed when the stream
+ * ends, so the process-wide shutdown signal keeps nothing of it (signals.ts).
+ */
+function streamSignal(ctx: HandlerContext): LinkedSignal {
+  return linkSignals(ctx.signal, ctx.values.get(shutdownSignalKey));
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import { DomainError, invalidArgument } from "../errors.js";
+import { linkSignals } from "../server/signals.js";
 import type { Shard, ShardSet } from "../shard/shards.js";
 import type { OrderEventView } from "./order.model.js";
 import { orderOwner } from "./order.repository.js";
@@ -185,7 +186,9 @@ export function createWatchHub(
     route: () => Shard,
     start: (shard: Shard) => Promise<{ last: number; replay: boolean }>,
   ): AsyncGenerator<WatchItem> {
-    const signal = AbortSignal.any([callerSignal, closing.signal]);
+    // Not AbortSignal.any: its WeakRefs on the hub-wide `closing` keep ended streams alive (signals.ts).
+    const linked = linkSignals(callerSignal, closing.signal);
+    const signal = linked.signal;
     if (signal.aborted) return;
     const w = watcher(scope, key, route());
     const onAbort = () => {
@@ -231,6 +234,7 @@ export function createWatchHub(
       }
     } finally {
       signal.removeEventListener("abort", onAbort);
+      linked.dispose();
       unregister(w);
     }
   }

@@ -17,6 +17,7 @@ import { type Tracing, traceFields } from "../observability/tracing.js";
 import { withDeadline } from "../shard/deadline.js";
 import { loggerKey, requestIdHeader, requestIdKey, spanKey } from "./context.js";
 import { toConnectError } from "./errors.js";
+import { linkSignals } from "./signals.js";
 
 /** The caller's own timeout, as connect parsed it from grpc-timeout / connect-timeout-ms. */
 const callerTimeoutKey = createContextKey<number | undefined>(undefined);
@@ -145,12 +146,16 @@ export function deadlineInterceptor(opts: DeadlineOptions): Interceptor {
       () => deadline.abort(new ConnectError("deadline exceeded", Code.DeadlineExceeded)),
       ms,
     );
+    // Not AbortSignal.any, whose WeakRefs keep every call's objects alive past minor GCs (signals.ts).
+    const linked = linkSignals(req.signal, deadline.signal);
     try {
-      const signal = AbortSignal.any([req.signal, deadline.signal]);
       // The time left also bounds the call's SQL (statement_timeout): see src/shard/deadline.ts.
-      return await withDeadline(Date.now() + ms, () => raceAbort(next({ ...req, signal }), deadline.signal));
+      return await withDeadline(Date.now() + ms, () =>
+        raceAbort(next({ ...req, signal: linked.signal }), deadline.signal),
+      );
     } finally {
       clearTimeout(timer);
+      linked.dispose();
     }
   };
 }

@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import { DomainError } from "../errors.js";
 import { remainingMs } from "./deadline.js";
 import { type IdKind, parseId } from "./ids.js";
+import { CallbackQueryClient } from "./pg-query-client.js";
 import { type BucketMap, bucketOfUser, contiguousBucketMap, parseBucketMap } from "./router.js";
 
 /** One physical shard: a Postgres database with its own MikroORM instance and pool. */
@@ -86,10 +87,12 @@ export async function openShards(options: OpenShardsOptions): Promise<ShardSet> 
         entities: options.entities,
         allowGlobalContext: false,
         pool: { min: 0, max: options.poolMax, idleTimeoutMillis: 30_000 },
-        // pg sets it on each new connection: no statement outlives the longest deadline a call may have.
-        ...(options.statementTimeoutMs
-          ? { driverOptions: { statement_timeout: options.statementTimeoutMs } }
-          : {}),
+        driverOptions: {
+          // pg's Client, but ORM statements' rows die young (pg-query-client.ts).
+          Client: CallbackQueryClient,
+          // pg sets it on each new connection: no statement outlives the longest deadline a call may have.
+          ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
+        },
         extensions: [Migrator],
         migrations: {
           migrationsList: options.migrations,
