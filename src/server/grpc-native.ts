@@ -61,10 +61,8 @@ const deadlineSlackMs = 10;
 /** Builds the grpc-js server over the registrations and binds it. */
 export async function startNativeGrpc(opts: NativeGrpcOptions): Promise<NativeGrpcServer> {
   const specs = methodSpecs(opts.registrations);
-  const calls = new WeakMap<grpc.Metadata, NativeCall>();
-  const callOf: CallLookup = (metadata) => calls.get(metadata);
   const server = new grpc.Server({
-    interceptors: [gateInterceptor(specs, calls, opts)],
+    interceptors: [gateInterceptor(specs, opts)],
     "grpc.max_receive_message_length": opts.maxRequestBytes,
     "grpc.max_send_message_length": opts.maxResponseBytes,
     // As on the main port: bounded streams per connection, idle connections closed after 5 minutes.
@@ -96,6 +94,19 @@ export async function startNativeGrpc(opts: NativeGrpcOptions): Promise<NativeGr
 }
 
 /**
+ * Each call's NativeCall rides on its own grpc.Metadata object (the one grpc-js hands the handler),
+ * so it lives exactly as long as the call. Not a WeakMap keyed by the metadata: V8's minor GCs keep a
+ * long-lived WeakMap's values alive, and with it every call's objects until the next full GC
+ * (measured: scavenges twice as long, with most of a call's allocations promoted).
+ */
+const nativeCallKey = Symbol("shop.nativeCall");
+type CarriesCall = grpc.Metadata & { [nativeCallKey]?: NativeCall };
+const attachCall = (metadata: grpc.Metadata, call: NativeCall): void => {
+  (metadata as CarriesCall)[nativeCallKey] = call;
+};
+const callOf: CallLookup = (metadata) => (metadata as CarriesCall)[nativeCallKey];
+
+/**
  * Opens each call's connect context once its metadata is in, and runs the request gate before
  * grpc-js reads the request message (the handler only starts reading when the metadata is passed
  * on). A rejected call is answered here; a cancel (or grpc-js's own answer: deadline, size limit)
@@ -103,7 +114,6 @@ export async function startNativeGrpc(opts: NativeGrpcOptions): Promise<NativeGr
  */
 function gateInterceptor(
   specs: Map<string, MethodImplSpec>,
-  calls: WeakMap<grpc.Metadata, NativeCall>,
   opts: NativeGrpcOptions,
 ): grpc.ServerInterceptor {
   return (descriptor, next) => {
@@ -116,7 +126,7 @@ function gateInterceptor(
             if (spec === undefined) return pass(metadata); // unreachable: grpc-js routes known paths only
             const c = openCall(spec, metadata, next, opts);
             call = c;
-            calls.set(metadata, c);
+            attachCall(metadata, c);
             runGate(opts.requestGate, c.ctx).then(
               () => pass(metadata),
               (e: unknown) =>
