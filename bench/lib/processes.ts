@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { setTimeout as delay } from "node:timers/promises";
+import { SERVER_NODE_FLAGS } from "../../src/server/node-flags.js";
 
 /** A server under test in its own process, so its CPU and memory are measured apart from the load. */
 export interface ServerProcess {
@@ -27,7 +28,10 @@ export async function startServer(
 ): Promise<ServerProcess> {
   // BENCH_SERVER_NODE_FLAGS: extra Node/V8 flags for every server process (experiments, e.g. GC flags
   // that NODE_OPTIONS refuses).
-  const flags = (process.env.BENCH_SERVER_NODE_FLAGS ?? "").split(" ").filter((f) => f !== "");
+  const flags = [
+    ...SERVER_NODE_FLAGS, // as `npm start` runs it
+    ...(process.env.BENCH_SERVER_NODE_FLAGS ?? "").split(" ").filter((f) => f !== ""),
+  ];
   const child = spawn(process.execPath, [...flags, "--import", "tsx", script], {
     env: { ...process.env, ...env },
     stdio: ["ignore", "inherit", "pipe"],

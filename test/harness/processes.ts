@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
+import { SERVER_NODE_FLAGS } from "../../src/server/node-flags.js";
 import type { ShardSet } from "../../src/shard/shards.js";
 import { testAuthEnv } from "./auth.js";
 
@@ -20,7 +21,7 @@ const started = new Set<ChildProcess>();
  * the environment (SHARD_URLS, REDIS_URLS, FAULT_POINT, …). Call killStartedProcesses in afterEach.
  */
 export function startMain(env: Record<string, string>): MainProcess {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, "--import", "tsx", "src/main.ts"], {
     env: {
       ...process.env,
       PORT: "0",
