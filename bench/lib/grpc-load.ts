@@ -1,6 +1,6 @@
-import { connect } from "node:http2";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { CreateReservationRequestSchema } from "../../gen/shop/reservation/v1/reservation_pb.js";
+import { frame, openSession, startCall } from "./h2-grpc.js";
 import type { Pair } from "./seed.js";
 
 /**
@@ -17,6 +17,9 @@ export interface LoadResult {
   seconds: number;
   p50Ms: number;
   p99Ms: number;
+  /** The tail beyond p99, for the JSON (the table shows p50 and p99). */
+  p999Ms?: number;
+  maxMs?: number;
   /** CPU of this (the load generator's) process per call, ms. */
   clientCpuMsPerCall: number;
 }
@@ -50,19 +53,7 @@ export async function grpcLoad(opts: {
   tag: string;
   ratePerSecond?: number;
 }): Promise<LoadResult> {
-  const session = connect(`http://127.0.0.1:${opts.port}`);
-  session.on("error", () => undefined);
-  await new Promise<void>((resolve, reject) => {
-    session.once("connect", () => resolve());
-    session.once("error", reject);
-  });
-  const headers: Record<string, string> = {
-    ":method": "POST",
-    ":path": PATH,
-    "content-type": "application/grpc+proto",
-    te: "trailers",
-  };
-  if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+  const session = await openSession(opts.port);
   const latencies: number[] = [];
   let errors = 0;
   let skipped = 0; // open loop: starts dropped because inFlight were outstanding (counted as errors)
@@ -70,45 +61,35 @@ export async function grpcLoad(opts: {
   let n = 0;
   const body = (): Buffer => {
     const pick = opts.pick();
-    const msg = toBinary(
-      CreateReservationRequestSchema,
-      create(CreateReservationRequestSchema, {
-        userId: pick.buyer,
-        items: pick.products.map((productId) => ({ productId, quantity: 1n })),
-        idempotencyKey: `${opts.tag}-${n++}`,
-      }),
+    return frame(
+      toBinary(
+        CreateReservationRequestSchema,
+        create(CreateReservationRequestSchema, {
+          userId: pick.buyer,
+          items: pick.products.map((productId) => ({ productId, quantity: 1n })),
+          idempotencyKey: `${opts.tag}-${n++}`,
+        }),
+      ),
     );
-    const frame = Buffer.allocUnsafe(5 + msg.length);
-    frame.writeUInt8(0, 0);
-    frame.writeUInt32BE(msg.length, 1);
-    frame.set(msg, 5);
-    return frame;
   };
   const call = (): Promise<void> =>
     new Promise((resolve) => {
       const started = performance.now();
-      const stream = session.request(headers);
-      let status: string | undefined;
-      stream.on("response", (h) => {
-        status = h["grpc-status"] as string | undefined; // trailers-only answers
-        if (status !== undefined && status !== "0" && firstError === null)
-          firstError = `${status}: ${decodeURIComponent(String(h["grpc-message"]))}`;
-      });
-      stream.on("trailers", (t) => {
-        status = (t["grpc-status"] as string | undefined) ?? status;
-        if (status !== "0" && firstError === null)
-          firstError = `${status}: ${decodeURIComponent(String(t["grpc-message"]))}`;
-      });
-      stream.on("data", () => undefined);
-      stream.on("error", (e) => {
-        firstError ??= e.message;
-      });
-      stream.on("close", () => {
-        latencies.push(performance.now() - started);
-        if (status !== "0") errors++;
-        resolve();
-      });
-      stream.end(body());
+      startCall(
+        session,
+        PATH,
+        opts.token,
+        body(),
+        () => undefined,
+        (end) => {
+          latencies.push(performance.now() - started);
+          if (end.error !== null) {
+            errors++;
+            firstError ??= end.error;
+          }
+          resolve();
+        },
+      );
     });
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
@@ -147,6 +128,8 @@ export async function grpcLoad(opts: {
     seconds,
     p50Ms: at(0.5),
     p99Ms: at(0.99),
+    p999Ms: at(0.999),
+    maxMs: latencies.at(-1) ?? 0,
     clientCpuMsPerCall: (cpu.user + cpu.system) / 1000 / Math.max(1, latencies.length),
   };
 }

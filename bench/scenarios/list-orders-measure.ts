@@ -4,7 +4,7 @@
  * queue's. Server CPU from /proc; Postgres CPU of the shard database's backends only (other work on
  * the same Postgres server is not counted).
  */
-import { type ClientHttp2Session, connect } from "node:http2";
+import type { ClientHttp2Session } from "node:http2";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
   type ListOrdersRequest,
@@ -12,20 +12,10 @@ import {
   type ListOrdersResponse,
   ListOrdersResponseSchema,
 } from "../../gen/shop/order/v1/order_pb.js";
+import { frame, startCall } from "../lib/h2-grpc.js";
 import { machineCpu, postgresCpu, type ServerProcess } from "../lib/processes.js";
 
 const PATH = "/shop.order.v1.OrderService/ListOrders";
-
-/** One h2c connection to 127.0.0.1:port. */
-export async function openSession(port: number): Promise<ClientHttp2Session> {
-  const session = connect(`http://127.0.0.1:${port}`);
-  session.on("error", () => undefined); // each call reports its own failure
-  await new Promise<void>((resolve, reject) => {
-    session.once("connect", () => resolve());
-    session.once("error", reject);
-  });
-  return session;
-}
 
 export interface CallResult {
   ms: number;
@@ -96,42 +86,24 @@ interface RawResult {
 }
 
 function call(session: ClientHttp2Session, bearer: string, req: ListOrdersRequest): Promise<RawResult> {
-  const msg = toBinary(ListOrdersRequestSchema, req);
-  const body = Buffer.allocUnsafe(5 + msg.length);
-  body.writeUInt8(0, 0);
-  body.writeUInt32BE(msg.length, 1);
-  body.set(msg, 5);
+  const body = frame(toBinary(ListOrdersRequestSchema, req));
   return new Promise((resolve) => {
     const started = performance.now();
-    const stream = session.request({
-      ":method": "POST",
-      ":path": PATH,
-      "content-type": "application/grpc+proto",
-      te: "trailers",
-      authorization: `Bearer ${bearer}`,
-    });
-    const chunks: Buffer[] = [];
-    let status: string | undefined;
-    let error: string | null = null;
-    const statusOf = (h: Record<string, unknown>) => {
-      const s = h["grpc-status"] as string | undefined;
-      if (s === undefined) return;
-      status = s;
-      if (s !== "0") error ??= `${s}: ${decodeURIComponent(String(h["grpc-message"] ?? ""))}`;
-    };
-    stream.on("response", statusOf); // a trailers-only answer carries its status here
-    stream.on("trailers", statusOf);
-    stream.on("data", (c: Buffer) => chunks.push(c));
-    stream.on("error", (e: Error) => {
-      error ??= e.message;
-    });
-    stream.on("close", () => {
-      const ms = performance.now() - started;
-      if (status !== "0") return resolve({ ms, payload: null, error: error ?? "no grpc-status" });
-      const all = Buffer.concat(chunks);
-      resolve({ ms, payload: all.subarray(5, 5 + all.readUInt32BE(1)), error: null });
-    });
-    stream.end(body);
+    let payload: Uint8Array | null = null;
+    startCall(
+      session,
+      PATH,
+      bearer,
+      body,
+      (msg) => {
+        payload = msg;
+      },
+      (end) => {
+        const ms = performance.now() - started;
+        if (end.error !== null) return resolve({ ms, payload: null, error: end.error });
+        resolve({ ms, payload: payload ?? new Uint8Array(), error: null });
+      },
+    );
   });
 }
 

@@ -17,6 +17,7 @@ import { testAuthEnv, token, userToken } from "../../test/harness/auth.js";
 import { migrateShards } from "../../test/harness/global-setup.js";
 import { startRedisNodes } from "../../test/harness/redis-nodes.js";
 import { createShardDatabases, dropShardDatabases } from "../../test/harness/shard-databases.js";
+import { openSession } from "../lib/h2-grpc.js";
 import { type ServerProcess, startServer, waitForPort } from "../lib/processes.js";
 import type { ScenarioContext, ScenarioResult } from "../lib/scenario.js";
 import { type OrderSeed, seedOrders } from "../lib/seed-orders.js";
@@ -33,7 +34,7 @@ import {
   tokenAfter,
 } from "./list-orders-cases.js";
 import { checkOrdersSample, checkSeededIds, explain } from "./list-orders-db.js";
-import { listOrders, measure, openSession } from "./list-orders-measure.js";
+import { listOrders, measure } from "./list-orders-measure.js";
 import { type CaseRow, checks, table } from "./list-orders-report.js";
 
 export interface ListOrdersOptions {

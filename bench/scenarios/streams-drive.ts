@@ -13,8 +13,8 @@ import {
   UpdateOrderStatusResponseSchema,
 } from "../../gen/shop/order/v1/order_pb.js";
 import { userToken } from "../../test/harness/auth.js";
+import { frame, unary } from "../lib/h2-grpc.js";
 import type { Pair } from "../lib/seed.js";
-import { frame, unary } from "./streams-client.js";
 import type { Change } from "./streams-deliveries.js";
 import type { WatchTarget } from "./streams-watch.js";
 

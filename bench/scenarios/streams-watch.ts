@@ -10,7 +10,7 @@ import {
   WatchOrderResponseSchema,
   WatchOrdersRequestSchema,
 } from "../../gen/shop/order/v1/order_pb.js";
-import { type CallEnd, cancel, frame, startCall } from "./streams-client.js";
+import { type CallEnd, cancel, frame, startCall } from "../lib/h2-grpc.js";
 
 const WATCH_ORDER = "/shop.order.v1.OrderService/WatchOrder";
 const WATCH_ORDERS = "/shop.order.v1.OrderService/WatchOrders";

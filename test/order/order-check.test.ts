@@ -1,7 +1,7 @@
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { entities } from "../../src/app.js";
-import { checkOrders } from "../../src/order/order-check.js";
+import { checkOrders, problemOf } from "../../src/order/order-check.js";
 import { openShards, type Shard, type ShardSet } from "../../src/shard/shards.js";
 import { unique } from "../harness/app.js";
 import { migrateShards } from "../harness/global-setup.js";
@@ -152,20 +152,3 @@ describe("checkOrders", () => {
     expect(byId.get(parent.id)).toMatch(/^total \d+ != sum of children \d+$/);
   });
 });
-
-/** The problem text checkOrders builds from a row (the same rules, from the oracle's row). */
-function problemOf(r: Record<string, unknown>): string {
-  const problems: string[] = [];
-  const top = r.parent_order_id === null;
-  if (r.stock_status === "none" && Number(r.total_minor) !== Number(r.children_total))
-    problems.push(`total ${r.total_minor} != sum of children ${r.children_total}`);
-  if (r.stock_status !== "none" && Number(r.total_minor) !== Number(r.own_lines))
-    problems.push(`total ${r.total_minor} != sum of items ${r.own_lines}`);
-  if (top && Number(r.paid_minor) !== Number(r.captured))
-    problems.push(`paid ${r.paid_minor} != captured payments ${r.captured}`);
-  if (top && Number(r.refunded_minor) !== Number(r.refunded_lines))
-    problems.push(`refunded ${r.refunded_minor} != refunded items ${r.refunded_lines}`);
-  if (Number(r.events) !== Number(r.version))
-    problems.push(`version ${r.version} != history rows ${r.events}`);
-  return problems.join("; ");
-}

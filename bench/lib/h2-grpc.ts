@@ -1,6 +1,7 @@
 /**
- * The streams scenario's gRPC client: node:http2 over h2c and protobuf-es, no gRPC library, so its
- * own cost per message stays small and every timestamp is taken where the bytes arrive.
+ * The bench's gRPC client pieces: node:http2 over h2c and protobuf-es, no gRPC library, so the
+ * client's own cost per call stays small and every timestamp is taken where the bytes arrive. The
+ * load generator (grpc-load.ts), scenario 5's ListOrders calls and scenario 6's streams use them.
  */
 import { type ClientHttp2Session, type ClientHttp2Stream, connect, constants } from "node:http2";
 import { type DescMessage, fromBinary, type MessageShape } from "@bufbuild/protobuf";
@@ -52,7 +53,7 @@ export interface CallEnd {
 export function startCall(
   session: ClientHttp2Session,
   path: string,
-  bearer: string,
+  bearer: string | null,
   body: Buffer,
   onMessage: (msg: Uint8Array, at: number) => void,
   onEnd: (end: CallEnd) => void,
@@ -62,7 +63,7 @@ export function startCall(
     ":path": path,
     "content-type": "application/grpc+proto",
     te: "trailers",
-    authorization: `Bearer ${bearer}`,
+    ...(bearer !== null && { authorization: `Bearer ${bearer}` }),
   });
   let status: string | undefined;
   let error: string | null = null;
