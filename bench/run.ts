@@ -10,6 +10,7 @@
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { pino } from "pino";
+import { withPg } from "../src/embedded/pg-client.js";
 import { choosePort, which } from "../src/embedded/processes.js";
 import { inventoryEntities } from "../src/inventory/inventory.entity.js";
 import { checkShardStock } from "../src/inventory/inventory.queries.js";
@@ -340,7 +341,9 @@ async function main(): Promise<number> {
     if (only.length > 0 && !only.some((o) => name.startsWith(o))) continue;
     say(`${name}: starting`);
     // Each scenario's databases, servers and Redis nodes go when it ends, before the next starts:
-    // a 1M-order database's background work must not land in the next scenario's latencies.
+    // a 1M-order database's background work must not land in the next scenario's latencies. Nor
+    // the WAL the earlier ones wrote: checkpoint now, not during the next scenario's writes.
+    await withPg(pgUrl, (c) => c.query("checkpoint"));
     const own: (() => Promise<unknown>)[] = [];
     cleanups.push(() => runCleanups(own));
     const ctx: ScenarioContext = {
