@@ -7,7 +7,7 @@
  * Measured on Node 20 and 24 alike, every such query's rows then survive V8's minor GCs until the
  * next full GC: with ListOrders, about 8 MB promoted per scavenge and scavenges of 10-50 ms, where
  * the callback form promotes nothing and scavenges take under 2 ms. A Query made with its callback,
- * as here, is collected young. bench/pg-query-gc.ts shows both, side by side. Errors, results and
+ * as here, is collected young. `npm run bench:gc` (bench/gc-survival.ts) shows both. Errors, results and
  * the pool's checkout are exactly pg's; only the stack of a rejected query no longer points at the
  * caller (pg re-captured it there), and our errors never show stacks to callers anyway.
  */
