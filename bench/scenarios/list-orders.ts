@@ -7,16 +7,18 @@
  * (on a sample: see checkOrdersSample).
  */
 import type { ClientHttp2Session } from "node:http2";
-import { pino } from "pino";
-import { entities } from "../../src/app.js";
 import { choosePort } from "../../src/embedded/processes.js";
 import type { OrderStatus } from "../../src/order/order.model.js";
 import { listOrdersStatement } from "../../src/order/order.queries.js";
-import { openShards, type Shard } from "../../src/shard/shards.js";
+import type { Shard } from "../../src/shard/shards.js";
 import { testAuthEnv, token, userToken } from "../../test/harness/auth.js";
 import { migrateShards } from "../../test/harness/global-setup.js";
 import { startRedisNodes } from "../../test/harness/redis-nodes.js";
-import { createShardDatabases, dropShardDatabases } from "../../test/harness/shard-databases.js";
+import {
+  createShardDatabases,
+  dropShardDatabases,
+  openTestShards,
+} from "../../test/harness/shard-databases.js";
 import { openSession } from "../lib/h2-grpc.js";
 import { type ServerProcess, startServer, waitForPort } from "../lib/processes.js";
 import type { ScenarioContext, ScenarioResult } from "../lib/scenario.js";
@@ -111,14 +113,7 @@ export async function runListOrders(
   );
   ctx.cleanups.push(() => server.stop());
   await waitForPort(grpcPort, 10_000);
-  const shards = await openShards({
-    urls,
-    entities,
-    migrations: [],
-    poolMax: 2,
-    bucketMap: null,
-    logger: pino({ level: "silent" }),
-  });
+  const shards = await openTestShards(urls);
   ctx.cleanups.push(() => shards.close());
   const shard = shards.shards[0] as Shard;
 

@@ -2,7 +2,10 @@
  * Fresh, empty shard databases on one Postgres server, for tests: each call drops and recreates
  * `${prefix}_0` .. `${prefix}_{count-1}` and returns their URLs (same server and credentials).
  */
+import { pino } from "pino";
+import { entities } from "../../src/app.js";
 import { quoteIdent, withDatabase, withPg } from "../../src/embedded/pg-client.js";
+import { openShards, type ShardSet } from "../../src/shard/shards.js";
 
 /** The machine's local Postgres (trust auth), as on the dev machines and in CI. */
 export const LOCAL_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -92,4 +95,16 @@ function alive(pid: number): boolean {
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === "EPERM";
   }
+}
+
+/** The product's ShardSet over `urls` (already migrated): its entities, no migrations, no logs. */
+export function openTestShards(urls: string[], poolMax = 2): Promise<ShardSet> {
+  return openShards({
+    urls,
+    entities,
+    migrations: [],
+    poolMax,
+    bucketMap: null,
+    logger: pino({ enabled: false }),
+  });
 }

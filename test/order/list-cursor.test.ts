@@ -1,24 +1,9 @@
 import { describe, expect, it } from "vitest";
-import type { ListOrdersQuery } from "../../src/order/order.queries.js";
 import { clampCursor } from "../../src/order/order-keyset.js";
+import { listQuery as query } from "./seed-orders.js";
 
 // The clamp of a (possibly forged) page token's key to the listing's own range, at its exact
 // boundaries. list-orders.test.ts checks the same through the API against the model.
-
-const query = (q: Partial<ListOrdersQuery>): ListOrdersQuery => ({
-  userId: null,
-  createdAfter: null,
-  createdBefore: null,
-  statuses: [],
-  minTotalMinor: null,
-  maxTotalMinor: null,
-  customerEmail: "",
-  includeArchived: false,
-  sort: "newest",
-  pageSize: 20,
-  pageToken: "",
-  ...q,
-});
 
 // 2026-11-23T10:00:00.000123Z and 2026-11-24T10:00:00.5Z in epoch microseconds.
 const AFTER = 1_795_428_000_000_123n;

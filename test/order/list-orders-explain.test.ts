@@ -1,17 +1,15 @@
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { entities } from "../../src/app.js";
 import { FINAL, ORDER_STATUSES } from "../../src/order/order.model.js";
 import {
   type ListOrdersQuery,
   listOrdersStatement,
   TOP_CUSTOMERS_SQL,
 } from "../../src/order/order.queries.js";
-import { openShards, type Shard, type ShardSet } from "../../src/shard/shards.js";
+import type { Shard, ShardSet } from "../../src/shard/shards.js";
 import { unique } from "../harness/app.js";
 import { migrateShards } from "../harness/global-setup.js";
-import { createShardDatabases, dropShardDatabases } from "../harness/shard-databases.js";
-import { insertOrders, prng, randomOrders } from "./seed-orders.js";
+import { createShardDatabases, dropShardDatabases, openTestShards } from "../harness/shard-databases.js";
+import { insertOrders, prng, listQuery as query, randomOrders } from "./seed-orders.js";
 
 // Each ListOrders filter+sort shape, and the ListTopCustomers aggregate, is served by the index made
 // for it in 0003 (and 0005: open statuses, total ranges under NEWEST): EXPLAIN of the exact statement
@@ -34,14 +32,7 @@ const emails = Array.from({ length: 6 }, (_, i) => `${unique(`explain${i}`)}@exa
 beforeAll(async () => {
   const urls = await createShardDatabases(undefined, 1, prefix);
   await migrateShards(urls);
-  shards = await openShards({
-    urls,
-    entities,
-    migrations: [],
-    poolMax: 2,
-    bucketMap: null,
-    logger: pino({ level: "silent" }),
-  });
+  shards = await openTestShards(urls);
   shard = shards.shards[0] as Shard;
   // users[0] and emails[0] take about half of the orders: the big customer.
   const orders = randomOrders({
@@ -59,21 +50,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await shards?.close();
   await dropShardDatabases(undefined, 1, prefix);
-});
-
-const query = (q: Partial<ListOrdersQuery>): ListOrdersQuery => ({
-  userId: null,
-  createdAfter: null,
-  createdBefore: null,
-  statuses: [],
-  minTotalMinor: null,
-  maxTotalMinor: null,
-  customerEmail: "",
-  includeArchived: false,
-  sort: "newest",
-  pageSize: 20,
-  pageToken: "",
-  ...q,
 });
 
 async function explain(sql: string, params: unknown[]): Promise<string> {

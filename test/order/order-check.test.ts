@@ -1,11 +1,9 @@
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { entities } from "../../src/app.js";
 import { checkOrders, problemOf } from "../../src/order/order-check.js";
-import { openShards, type Shard, type ShardSet } from "../../src/shard/shards.js";
+import type { Shard, ShardSet } from "../../src/shard/shards.js";
 import { unique } from "../harness/app.js";
 import { migrateShards } from "../harness/global-setup.js";
-import { createShardDatabases, dropShardDatabases } from "../harness/shard-databases.js";
+import { createShardDatabases, dropShardDatabases, openTestShards } from "../harness/shard-databases.js";
 import { insertOrders, order, prng, randomOrders, type SeededOrder } from "./seed-orders.js";
 
 // checkOrders finds each kind of broken bookkeeping, with the same rows and texts as the quadratic
@@ -42,14 +40,7 @@ const pick = (ok: (o: SeededOrder) => boolean): SeededOrder => {
 beforeAll(async () => {
   const urls = await createShardDatabases(undefined, 1, prefix);
   await migrateShards(urls);
-  shards = await openShards({
-    urls,
-    entities,
-    migrations: [],
-    poolMax: 2,
-    bucketMap: null,
-    logger: pino({ level: "silent" }),
-  });
+  shards = await openTestShards(urls);
   shard = shards.shards[0] as Shard;
   await insertOrders(shards, [...seeded, ...children]);
   // A parent holds no lines of its own, its total is its children's, and it holds the money: one

@@ -1,5 +1,6 @@
 import type { EntityManager } from "@mikro-orm/postgresql";
 import { ORDER_STATUSES, type OrderStatus } from "../../src/order/order.model.js";
+import type { ListOrdersQuery } from "../../src/order/order.queries.js";
 import { newId } from "../../src/shard/ids.js";
 import { bucketOfUser } from "../../src/shard/router.js";
 import type { ShardSet } from "../../src/shard/shards.js";
@@ -273,3 +274,19 @@ export function microsToIso(us: bigint): string {
   const rest = (us % 1000n).toString().padStart(3, "0");
   return new Date(Number(ms)).toISOString().replace("Z", `${rest}Z`);
 }
+
+/** A ListOrders query: every filter off, newest first, 20 per page, with `q` on top. */
+export const listQuery = (q: Partial<ListOrdersQuery>): ListOrdersQuery => ({
+  userId: null,
+  createdAfter: null,
+  createdBefore: null,
+  statuses: [],
+  minTotalMinor: null,
+  maxTotalMinor: null,
+  customerEmail: "",
+  includeArchived: false,
+  sort: "newest",
+  pageSize: 20,
+  pageToken: "",
+  ...q,
+});

@@ -1,9 +1,8 @@
 import { createRequire } from "node:module";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { entities } from "../../src/app.js";
 import { CallbackQueryClient } from "../../src/shard/pg-query-client.js";
-import { openShards, type ShardSet } from "../../src/shard/shards.js";
+import type { ShardSet } from "../../src/shard/shards.js";
+import { openTestShards } from "../harness/shard-databases.js";
 
 // The shard pools' pg Client (pg-query-client.ts): the promise form goes through pg's callback form;
 // results, errors and pg's other call forms must be exactly pg's.
@@ -14,14 +13,7 @@ const PgCursor = createRequire(import.meta.url)("pg-cursor") as new (
 
 let shards: ShardSet;
 beforeAll(async () => {
-  shards = await openShards({
-    urls: inject("shardUrls").slice(0, 1),
-    entities,
-    migrations: [],
-    poolMax: 2,
-    bucketMap: null,
-    logger: pino({ enabled: false }),
-  });
+  shards = await openTestShards(inject("shardUrls").slice(0, 1));
 });
 afterAll(async () => {
   await shards?.close();
