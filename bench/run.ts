@@ -414,7 +414,8 @@ function reserveChecks(rows: Row[]): TargetCheck[] {
     );
   const checks: TargetCheck[] = [];
   const uniform = find("1", "product");
-  if (uniform)
+  // Without the bare limit's row (--steps 1 alone) there is no ratio to judge.
+  if (uniform && Number.isFinite(uniform.ratioToBare))
     checks.push({
       scenario: "1 reserve, uniform",
       target: "gRPC >= 0.9x the bare limit",

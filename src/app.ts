@@ -111,6 +111,7 @@ export async function createApp(
       shards,
       locks: lockClient,
       logger,
+      intentTimeoutSeconds: config.intentTimeoutMs / 1000,
       faultPoint: (point) => {
         if (config.faultPoint === point) faultKill(point);
       },

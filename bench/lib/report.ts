@@ -40,7 +40,7 @@ const COLUMNS: [string, (r: Row) => string][] = [
   ["load CPU ms/call", (r) => (Number.isNaN(r.clientCpuMsPerCall) ? "-" : r.clientCpuMsPerCall.toFixed(3))],
   ["box busy", (r) => `${(r.machineBusy * 100).toFixed(0)}%`],
   ["RSS MiB", (r) => r.rssMiB.toFixed(0)],
-  ["x bare", (r) => r.ratioToBare.toFixed(2)],
+  ["x bare", (r) => (Number.isFinite(r.ratioToBare) ? r.ratioToBare.toFixed(2) : "-")],
   ["errors", (r) => String(r.errors)],
   ["violations", (r) => String(r.invariantViolations)],
 ];

@@ -111,7 +111,11 @@ export async function claimKey(tx: EntityManager, claim: IdempotencyClaim): Prom
  * What an existing record of the claim's key means: INVALID_ARGUMENT when it was made by a different
  * request, else the stored answer or the work still running.
  */
-export function priorClaim(claim: IdempotencyClaim, requestHash: string, response: unknown): ClaimResult {
+export function priorClaim(
+  claim: IdempotencyClaim,
+  requestHash: string,
+  response: unknown,
+): Exclude<ClaimResult, { state: "new" }> {
   if (requestHash !== claim.requestHash) {
     throw invalidArgument("idempotency_key", "was already used with a different request");
   }

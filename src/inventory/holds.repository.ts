@@ -111,16 +111,21 @@ export async function returnOrderStock(
   return released + sold.length;
 }
 
-/** Reservations with live holds on this shard taken before `olderThanSeconds` ago (database clock). */
+/**
+ * One page of the reservations with live holds on this shard taken before `olderThanSeconds` ago
+ * (database clock), in id order after `after` (keyset paging along the primary key).
+ */
 export async function reservationsWithOldHolds(
   em: EntityManager,
   olderThanSeconds: number,
+  after: string,
   limit: number,
 ): Promise<string[]> {
   const rows = await em.execute<Row[]>(
     `select distinct reservation_id from stock_holds
-     where status = 'held' and created_at < now() - make_interval(secs => ?) limit ?`,
-    [olderThanSeconds, limit],
+     where status = 'held' and created_at < now() - make_interval(secs => ?) and reservation_id > ?
+     order by reservation_id limit ?`,
+    [olderThanSeconds, after, limit],
   );
   return rows.map((r) => String(r.reservation_id));
 }

@@ -92,19 +92,52 @@ export async function findReservation(
   return toView(row, (await itemsOf(em, [id])).get(id) ?? []);
 }
 
-/** Moves a reservation from one of `from` to `to`; returns false when it was in no such status. */
+/** The statuses that give a reservation's holds back: each owes a settlement (migration 0006). */
+const GIVES_STOCK_BACK: ReadonlySet<ReservationStatus> = new Set(["released", "expired", "failed"]);
+
+/**
+ * Moves a reservation from one of `from` to `to`; returns false when it was in no such status.
+ * Moving to RELEASED, EXPIRED or FAILED also records, in the caller's transaction, that its holds
+ * are owed back (hold_settlements), due now or, for a saga that may still have a hold in flight,
+ * `dueAfterCreatedS` seconds after the reservation was created (the end of its hold window).
+ */
 export async function transition(
   tx: EntityManager,
   id: string,
   from: ReservationStatus[],
   to: ReservationStatus,
+  dueAfterCreatedS = 0,
 ): Promise<boolean> {
   const res = await tx.execute<{ affectedRows: number }>(
     "update reservations set status = ?, version = version + 1, updated_at = now() where id = ? and status in (?)",
     [to, id, from],
     "run",
   );
-  return res.affectedRows > 0;
+  if (res.affectedRows === 0) return false;
+  if (GIVES_STOCK_BACK.has(to)) {
+    await tx.execute(
+      `insert into hold_settlements (reservation_id, due_at)
+       select id, greatest(now(), created_at + make_interval(secs => ?)) from reservations where id = ?
+       on conflict (reservation_id) do nothing`,
+      [dueAfterCreatedS, id],
+    );
+  }
+  return true;
+}
+
+/** Reservations whose holds are owed back and due (oldest first): the sweeper settles them. */
+export async function dueSettlements(em: EntityManager, limit: number): Promise<string[]> {
+  const rows = await em.execute<Row[]>(
+    "select reservation_id from hold_settlements where due_at <= now() order by due_at limit ?",
+    [limit],
+  );
+  return rows.map((r) => String(r.reservation_id));
+}
+
+/** Forgets settlements whose holds are all given back; rows not yet due are kept. */
+export async function settled(em: EntityManager, ids: string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await em.execute("delete from hold_settlements where reservation_id in (?) and due_at <= now()", [ids]);
 }
 
 /** Activates a pending reservation, starting its TTL now; returns false when it is no longer pending. */

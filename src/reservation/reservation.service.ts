@@ -20,7 +20,7 @@ import { decodePageToken, keysetPage, listingHash } from "../shard/page-token.js
 import { bucketOfUser } from "../shard/router.js";
 import type { Shard, ShardSet } from "../shard/shards.js";
 import { createReserveBatcher } from "./batcher.js";
-import { groupByStockShard, holdAll, type ShardGroup, settleOnShards } from "./holds.js";
+import { groupByStockShard, holdAll, type ShardGroup, settleOnShards, tookTooLong } from "./holds.js";
 import type {
   ListReservationsInput,
   ReservationView,
@@ -36,11 +36,19 @@ export interface ReservationDeps {
   shards: ShardSet;
   locks: StockLocks;
   logger: Logger;
+  /**
+   * The sweeper's bound on a PENDING saga (INTENT_TIMEOUT_MS, in seconds). A saga's holds must
+   * commit within the first half of it (the hold window); the rest is the margin for clock skew.
+   */
+  intentTimeoutSeconds: number;
   /** Called at each FaultPoint; production passes a no-op. */
   faultPoint: (point: FaultPoint) => void;
 }
 
 export type ReservationService = ReturnType<typeof createReservationService>;
+
+/** A claimed intent: the key and the PENDING row are ours, and its holds must be taken by `holdBy`. */
+type IntentClaim = Exclude<ClaimResult, { state: "new" }> | { state: "new"; holdBy: string };
 
 const notFound = () =>
   new DomainError("not_found", "reservation_id: no such reservation", { field: "reservation_id" });
@@ -48,6 +56,7 @@ const notFound = () =>
 /** The reservation use cases. A reservation is all or nothing across however many stock shards. */
 export function createReservationService(deps: ReservationDeps) {
   const { shards, locks, logger } = deps;
+  const holdWindowS = deps.intentTimeoutSeconds / 2;
   const batcher = createReserveBatcher({ writers: 2, maxBatch: 64 });
 
   /** The buyer's reservation or NOT_FOUND (also for another user's: no existence leak). */
@@ -93,14 +102,15 @@ export function createReservationService(deps: ReservationDeps) {
   /**
    * The saga's first step in one statement: claims the key already marked as taken by this
    * reservation ({"$pending": id}) and inserts the PENDING intent with its items. A key that exists
-   * is read back as claimKey does (the answer, or work still running).
+   * is read back as claimKey does (the answer, or work still running). A new intent comes with the
+   * end of its hold window, on the buyer's shard's clock.
    */
   async function claimIntent(
     buyer: Shard,
     claim: IdempotencyClaim,
     r: { id: string; bucket: number; userId: string; ttlSeconds: number; items: ReserveInput["items"] },
-  ): Promise<ClaimResult> {
-    const rows = await buyer.sql<{ claimed: boolean }>(
+  ): Promise<IntentClaim> {
+    const rows = await buyer.sql<{ claimed: boolean; hold_by: string }>(
       `with k as (
          insert into idempotency_records (scope, key, request_hash, response)
          values ($1, $2, $3, jsonb_build_object('$pending', $4::text))
@@ -112,7 +122,7 @@ export function createReservationService(deps: ReservationDeps) {
          insert into reservation_items (reservation_id, product_id, warehouse_id, quantity)
          select r.id, t.p, '', t.q from r, unnest($8::text[], $9::bigint[]) as t(p, q)
        )
-       select exists (select 1 from k) as claimed`,
+       select exists (select 1 from k) as claimed, (now() + make_interval(secs => $10))::text as hold_by`,
       [
         claim.scope,
         claim.key,
@@ -123,9 +133,10 @@ export function createReservationService(deps: ReservationDeps) {
         r.ttlSeconds,
         r.items.map((i) => i.productId),
         r.items.map((i) => i.quantity),
+        holdWindowS,
       ],
     );
-    if (rows[0]?.claimed) return { state: "new" };
+    if (rows[0]?.claimed) return { state: "new", holdBy: rows[0].hold_by };
     const prior = await buyer.sql<{ request_hash: string; response: unknown }>(
       "select request_hash, response from idempotency_records where scope = $1 and key = $2",
       [claim.scope, claim.key],
@@ -158,11 +169,11 @@ export function createReservationService(deps: ReservationDeps) {
       items: input.items,
     });
     intent.catch(() => undefined); // awaited below; a failure while the lock is still awaited is not unhandled
-    const work = async (): Promise<ClaimResult | ReservedItem[]> => {
+    const work = async (): Promise<IntentClaim | ReservedItem[]> => {
       const claimed = await intent;
       if (claimed.state !== "new") return claimed;
       deps.faultPoint("after_intent");
-      return holdAll(shards, id, groups, (count) => {
+      return holdAll(shards, id, groups, claimed.holdBy, (count) => {
         if (count === 1) deps.faultPoint("after_first_shard");
         if (count === groups.length) deps.faultPoint("after_holds");
       });
@@ -200,24 +211,29 @@ export function createReservationService(deps: ReservationDeps) {
       );
       const view = answer[0]?.answer ? (reviveJson(answer[0].answer) as ReservationView) : null;
       if (view) return view;
-      // The sweeper failed this intent while we worked (we were paused past its bound): undo.
+      // The sweeper failed this intent while we worked (we were paused past its bound): undo (its
+      // settlement row makes the sweeper do the same).
       await settleOnShards(shards, id, groups, "released", logger);
-      throw new DomainError("deadline_exceeded", "the reservation took too long and was rolled back, retry");
+      throw tookTooLong();
     } catch (e) {
       await compensate(id, claim, groups);
       throw e;
     }
   }
 
-  /** Gives back whatever was held and fails the intent; if a shard is down, the sweeper finishes it. */
+  /**
+   * Gives back whatever was held and fails the intent; if a shard is down, the sweeper finishes it.
+   * A hold whose answer was lost may still commit until the hold window ends: the settlement row
+   * falls due then, and the sweeper settles again.
+   */
   async function compensate(id: string, claim: IdempotencyClaim, groups: ShardGroup[]): Promise<void> {
     const released = await settleOnShards(shards, id, groups, "released", logger);
-    if (!released) return; // stays pending: the sweeper fails it and releases the rest later
+    if (released === undefined) return; // stays pending: the sweeper fails it and releases the rest later
     await shards
       .forId(id, "res", "reservation_id")
       .fork()
       .transactional(async (tx) => {
-        await repo.transition(tx, id, ["pending"], "failed");
+        await repo.transition(tx, id, ["pending"], "failed", deps.intentTimeoutSeconds);
         await dropKey(tx, claim, id); // not a key a replay took over after the sweeper failed us
       })
       .catch((err: unknown) =>
@@ -298,7 +314,13 @@ export function createReservationService(deps: ReservationDeps) {
         if (r.status === "active") await repo.transition(tx, id, ["active"], "released");
         return (await repo.findReservation(tx, id)) as ReservationView;
       });
-      await settleOnShards(shards, id, groupByStockShard(shards, view.items), "released", logger);
+      const groups = groupByStockShard(shards, view.items);
+      if ((await settleOnShards(shards, id, groups, "released", logger)) !== undefined)
+        await repo
+          .settled(em, [id])
+          .catch((err: unknown) =>
+            logger.warn({ err, reservationId: id }, "could not clear the settlement; the sweeper will"),
+          );
       return view;
     },
 

@@ -6,6 +6,7 @@ import { InventoryService, type Product } from "../../gen/shop/inventory/v1/inve
 import { ReservationService, ReservationStatus } from "../../gen/shop/reservation/v1/reservation_pb.js";
 import type { App } from "../../src/app.js";
 import { SAGA_FAULT_POINTS } from "../../src/config.js";
+import * as reservationRepo from "../../src/reservation/reservation.repository.js";
 import { createSweeper } from "../../src/reservation/sweeper.js";
 import { startTestApp, unique } from "../harness/app.js";
 import { bearer } from "../harness/auth.js";
@@ -189,12 +190,9 @@ describe("a reservation saga killed mid-way", () => {
     },
   );
 
-  it("leaves no orphan when a release dies between its commit and the stock return, even behind many live holds", async () => {
-    // Live reservations whose holds are older than the intent bound: more than one sweep batch of them.
-    const inv = client(InventoryService, transportFor("grpc-h2c", app.port));
-    const res = client(ReservationService, transportFor("grpc-h2c", app.port));
-    const seller = userOnShard(app, 0, "seller");
-    const live = await seedProduct(inv, seller, { stock: { main: 10 } });
+  /** Live reservations on shard 0 whose holds are older than the intent bound: more than one sweep batch. */
+  async function liveBehind(inv: Client<typeof InventoryService>, res: Client<typeof ReservationService>) {
+    const live = await seedProduct(inv, userOnShard(app, 0, "seller"), { stock: { main: 10 } });
     for (let i = 0; i < 4; i++) {
       const { reservation } = await res.createReservation({
         userId: userOnShard(app, 0, "buyer"),
@@ -203,31 +201,85 @@ describe("a reservation saga killed mid-way", () => {
       });
       deliberateActive.add(reservation?.id ?? "");
     }
-    // The released reservation whose process died before giving the stock back: RELEASED, hold live.
-    const victim = await seedProduct(inv, seller, { stock: { main: 3 } });
-    const buyer = userOnShard(app, 0, "buyer");
+    return live;
+  }
+
+  /** A reservation of all 3 units of a new product on shard 0, and its id. */
+  async function reserveVictim(inv: Client<typeof InventoryService>, res: Client<typeof ReservationService>) {
+    const victim = await seedProduct(inv, userOnShard(app, 0, "seller"), { stock: { main: 3 } });
     const { reservation } = await res.createReservation({
-      userId: buyer,
+      userId: userOnShard(app, 0, "buyer"),
       items: [{ productId: victim.id, quantity: 3n }],
       idempotencyKey: unique("k"),
     });
-    const id = reservation?.id ?? "";
-    await app.shards
-      .forId(id, "res", "reservation_id")
-      .fork()
-      .execute("update reservations set status = 'released' where id = ?", [id]);
-    expect((await liveHolds()).filter((h) => h.reservation_id === id)).toHaveLength(1);
+    return { victim, id: reservation?.id ?? "" };
+  }
 
-    const sweeper = createSweeper(
+  const sweeperOf = (batchSize: number) =>
+    createSweeper(
       { shards: app.shards, logger: pino({ level: "silent" }) },
-      { intervalMs: 3_600_000, intentTimeoutSeconds: 0, batchSize: 2 },
+      { intervalMs: 3_600_000, intentTimeoutSeconds: 0, batchSize },
     );
+
+  it("leaves no orphan when a release dies between its commit and the stock return, even behind many live holds", async () => {
+    const inv = client(InventoryService, transportFor("grpc-h2c", app.port));
+    const res = client(ReservationService, transportFor("grpc-h2c", app.port));
+    const live = await liveBehind(inv, res);
+    // What ReleaseReservation commits before it gives the stock back, and then the process died.
+    const { victim, id } = await reserveVictim(inv, res);
+    const buyerShard = app.shards.forId(id, "res", "reservation_id");
+    await buyerShard.fork().transactional((tx) => reservationRepo.transition(tx, id, ["active"], "released"));
+    expect((await liveHolds()).filter((h) => h.reservation_id === id)).toHaveLength(1);
+    expect(await everyShard("select reservation_id from hold_settlements")).toEqual([
+      { shard: 0, reservation_id: id },
+    ]);
+
+    // One pass, whatever the live holds before it: the settlement row says what is owed.
+    const sweeper = sweeperOf(2);
     await sweeper.runOnce();
     expect(sweeper.counts.errors).toBe(0);
     expect(sweeper.counts.orphanHoldsReleased).toBe(1);
     expect((await liveHolds()).filter((h) => h.reservation_id === id)).toEqual([]);
+    expect(await everyShard("select reservation_id from hold_settlements")).toEqual([]);
     expect((await inv.getProduct({ productId: victim.id })).product?.stock[0]?.available).toBe(3n);
     expect((await inv.getProduct({ productId: live.id })).product?.stock[0]?.available).toBe(6n);
+    expect((await inv.checkStockInvariant({})).violations).toEqual([]);
+  });
+
+  it("releases a hold that no settlement row covers through the scrub, one bounded page per pass", async () => {
+    const inv = client(InventoryService, transportFor("grpc-h2c", app.port));
+    const res = client(ReservationService, transportFor("grpc-h2c", app.port));
+    await liveBehind(inv, res);
+    // Ended without a settlement row (as before migration 0006): only the scrub can find it.
+    const { victim, id } = await reserveVictim(inv, res);
+    await app.shards
+      .forId(id, "res", "reservation_id")
+      .fork()
+      .execute("update reservations set status = 'released' where id = ?", [id]);
+    const older = new Set(
+      (
+        await app.shards.shards[0]
+          ?.fork()
+          .execute(
+            "select distinct reservation_id from stock_holds where status = 'held' and reservation_id < ?",
+            [id],
+          )
+      )?.map((r) => String(r.reservation_id)),
+    );
+    expect(older.size).toBeGreaterThanOrEqual(4);
+
+    const sweeper = sweeperOf(2);
+    let passes = 0;
+    while ((await liveHolds()).some((h) => h.reservation_id === id)) {
+      await sweeper.runOnce();
+      passes++;
+      expect(passes).toBeLessThanOrEqual(Math.ceil(older.size / 2) + 1);
+    }
+    // Pages of 2 in id order: it took the passes over the older reservations' pages first.
+    expect(passes).toBe(Math.floor(older.size / 2) + 1);
+    expect(sweeper.counts.errors).toBe(0);
+    expect(sweeper.counts.orphanHoldsReleased).toBe(1);
+    expect((await inv.getProduct({ productId: victim.id })).product?.stock[0]?.available).toBe(3n);
     expect((await inv.checkStockInvariant({})).violations).toEqual([]);
   });
 });

@@ -185,6 +185,7 @@ describe("an order's stock step killed after the order committed", () => {
         shards: app.shards,
         locks: app.locks,
         logger,
+        intentTimeoutSeconds: 60,
         faultPoint: () => {},
       }),
       logger,

@@ -79,6 +79,12 @@ describe("reservation expiry", () => {
     await expectExpiredInTime(buyer, id, [p.id], 5n, answeredAt);
     expect(app.sweeper.counts.expired).toBeGreaterThan(before.expired);
     expect(app.sweeper.counts.passes).toBeGreaterThan(before.passes);
+    // Its stock is back, so nothing is left owed (hold_settlements).
+    const owed = await app.shards
+      .forId(id, "res", "reservation_id")
+      .fork()
+      .execute("select 1 from hold_settlements where reservation_id = ?", [id]);
+    expect(owed).toEqual([]);
 
     const expired = (await res().getReservation({ userId: buyer, reservationId: id })).reservation;
     // ExtendReservation on an expired reservation: FAILED_PRECONDITION naming reservation_id.
