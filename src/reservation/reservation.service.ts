@@ -150,8 +150,8 @@ export function createReservationService(deps: ReservationDeps) {
   /**
    * The saga: (1) intent row + key on the buyer's shard, while the Redlock (several stock shards)
    * is being taken, (2) one idempotent hold statement per stock shard, all at once, under the lock,
-   * (3) the final state. Any failure releases
-   * what was held and fails the intent; a crash anywhere is repaired by the sweeper.
+   * within the intent's hold window, (3) the final state, while the lock is being released. Any
+   * failure releases what was held and fails the intent; a crash anywhere is repaired by the sweeper.
    */
   async function reserveAcrossShards(
     input: ReserveInput,
@@ -169,36 +169,8 @@ export function createReservationService(deps: ReservationDeps) {
       items: input.items,
     });
     intent.catch(() => undefined); // awaited below; a failure while the lock is still awaited is not unhandled
-    const work = async (): Promise<IntentClaim | ReservedItem[]> => {
-      const claimed = await intent;
-      if (claimed.state !== "new") return claimed;
-      deps.faultPoint("after_intent");
-      return holdAll(shards, id, groups, claimed.holdBy, (count) => {
-        if (count === 1) deps.faultPoint("after_first_shard");
-        if (count === groups.length) deps.faultPoint("after_holds");
-      });
-    };
-    const keys = groups.flatMap((g) => g.items.map((item) => item.productId));
-    let held: ReservedItem[];
-    try {
-      // The intent and the lock are taken at the same time (neither needs the other); the holds
-      // wait for both.
-      const done = groups.length > 1 ? await locks.withLocks(keys, work) : await work();
-      if (!Array.isArray(done)) {
-        if (done.state === "done") return done.response as ReservationView;
-        return awaitPrior(input, claim, groups);
-      }
-      held = done;
-    } catch (e) {
-      // The lock may have failed while the intent was being written: only an intent of ours needs
-      // undoing, and a replay's answer does not need the lock at all.
-      const claimed = await intent.catch(() => undefined);
-      if (claimed?.state === "done") return claimed.response as ReservationView;
-      if (claimed?.state === "pending") return awaitPrior(input, claim, groups);
-      if (claimed?.state === "new") await compensate(id, claim, groups);
-      throw e;
-    }
-    try {
+    // The last step, on the buyer's shard: PENDING -> ACTIVE and the answer stored on the key.
+    const activate = async (held: ReservedItem[]): Promise<ReservationView | null> => {
       const answer = await buyer.sql<{ answer: unknown }>(
         "select shop_reserve_activate($1, $2, $3::jsonb, $4, $5) as answer",
         [
@@ -209,7 +181,43 @@ export function createReservationService(deps: ReservationDeps) {
           claim.key,
         ],
       );
-      const view = answer[0]?.answer ? (reviveJson(answer[0].answer) as ReservationView) : null;
+      return answer[0]?.answer ? (reviveJson(answer[0].answer) as ReservationView) : null;
+    };
+    const work = async (): Promise<IntentClaim | { activation: Promise<ReservationView | null> }> => {
+      const claimed = await intent;
+      if (claimed.state !== "new") return claimed;
+      deps.faultPoint("after_intent");
+      const held = await holdAll(shards, id, groups, claimed.holdBy, (count) => {
+        if (count === 1) deps.faultPoint("after_first_shard");
+        if (count === groups.length) deps.faultPoint("after_holds");
+      });
+      // Activation needs no lock: it starts now and overlaps the lock's release.
+      const activation = activate(held);
+      activation.catch(() => undefined); // awaited below
+      return { activation };
+    };
+    const keys = groups.flatMap((g) => g.items.map((item) => item.productId));
+    let activation: Promise<ReservationView | null>;
+    try {
+      // The intent and the lock are taken at the same time (neither needs the other); the holds
+      // wait for both.
+      const done = groups.length > 1 ? await locks.withLocks(keys, work) : await work();
+      if ("state" in done) {
+        if (done.state === "done") return done.response as ReservationView;
+        return awaitPrior(input, claim, groups);
+      }
+      activation = done.activation;
+    } catch (e) {
+      // The lock may have failed while the intent was being written: only an intent of ours needs
+      // undoing, and a replay's answer does not need the lock at all.
+      const claimed = await intent.catch(() => undefined);
+      if (claimed?.state === "done") return claimed.response as ReservationView;
+      if (claimed?.state === "pending") return awaitPrior(input, claim, groups);
+      if (claimed?.state === "new") await compensate(id, claim, groups);
+      throw e;
+    }
+    try {
+      const view = await activation;
       if (view) return view;
       // The sweeper failed this intent while we worked (we were paused past its bound): undo (its
       // settlement row makes the sweeper do the same).
