@@ -93,9 +93,8 @@ try {
 }
 
 const rows = results.map((r) => {
-  const walk = results.find(
-    (w) => w.live === r.live && w.variant !== r.variant && r.variant === "product pass",
-  );
+  // Each product row is followed by the walk it is compared with.
+  const walk = r.variant === "product pass" ? results[results.indexOf(r) + 1] : undefined;
   return [
     r.variant,
     String(r.live),

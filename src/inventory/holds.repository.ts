@@ -1,6 +1,6 @@
 import type { EntityManager } from "@mikro-orm/postgresql";
 import { DomainError } from "../errors.js";
-import { newId, parseId } from "../shard/ids.js";
+import { firstIdAt, newId, parseId } from "../shard/ids.js";
 import { applyMove } from "./inventory.repository.js";
 
 /**
@@ -113,7 +113,9 @@ export async function returnOrderStock(
 
 /**
  * One page of the reservations with live holds on this shard taken before `olderThanSeconds` ago
- * (database clock), in id order after `after` (keyset paging along the primary key).
+ * (database clock), in id order after `after` (keyset paging along the primary key). Reservation ids
+ * sort by creation time, so the walk also stops at the first id made `olderThanSeconds` ago (this
+ * process's clock): the newest holds, which cannot qualify yet, are never read.
  */
 export async function reservationsWithOldHolds(
   em: EntityManager,
@@ -121,11 +123,13 @@ export async function reservationsWithOldHolds(
   after: string,
   limit: number,
 ): Promise<string[]> {
+  const before = firstIdAt("res", Date.now() - olderThanSeconds * 1000);
   const rows = await em.execute<Row[]>(
     `select distinct reservation_id from stock_holds
-     where status = 'held' and created_at < now() - make_interval(secs => ?) and reservation_id > ?
+     where status = 'held' and created_at < now() - make_interval(secs => ?)
+       and reservation_id > ? and reservation_id < ?
      order by reservation_id limit ?`,
-    [olderThanSeconds, after, limit],
+    [olderThanSeconds, after, before, limit],
   );
   return rows.map((r) => String(r.reservation_id));
 }

@@ -26,6 +26,16 @@ export function newId(kind: IdKind, bucket: number, nowMs: number = Date.now()):
   return `${kind}_${encode(bytes)}`;
 }
 
+/**
+ * The smallest id of `kind` made at `timeMs` (bucket 0, random bits 0): every id made before that
+ * millisecond sorts below it, every id made at or after it sorts at or above it.
+ */
+export function firstIdAt(kind: IdKind, timeMs: number): string {
+  const bytes = Buffer.alloc(16);
+  bytes.writeUIntBE(Math.max(0, Math.floor(timeMs)), 0, 6);
+  return `${kind}_${encode(bytes)}`;
+}
+
 /** What an id carries. */
 export interface ParsedId {
   kind: IdKind;

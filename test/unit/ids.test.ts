@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { DomainError } from "../../src/errors.js";
-import { type IdKind, newId, parseId } from "../../src/shard/ids.js";
+import { firstIdAt, type IdKind, newId, parseId } from "../../src/shard/ids.js";
 
 const KINDS: IdKind[] = ["prd", "mov", "res", "hld", "ord", "pay", "evt"];
 const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -132,6 +132,18 @@ describe("id format and ordering", () => {
     const start = 1_700_000_000_000;
     const ids = Array.from({ length: 2000 }, (_, i) => newId("hld", 1023 - (i % 1024), start + i));
     expect([...ids].sort()).toEqual(ids);
+  });
+
+  it("firstIdAt sorts above every id made before its millisecond and at or below every id made from it", () => {
+    const at = 1_700_000_000_123;
+    const floor = firstIdAt("res", at);
+    expect(floor).toBe(`res_${encodeBody(idBytes(at, 0, 0))}`);
+    for (let i = 0; i < 500; i++) {
+      const bucket = i % 1024;
+      expect(newId("res", 1023 - bucket, at - 1) < floor).toBe(true);
+      expect(newId("res", bucket, at) >= floor).toBe(true);
+      expect(newId("res", bucket, at + 1) > floor).toBe(true);
+    }
   });
 
   it("makes 10,000 unique ids in the same millisecond and bucket", () => {
