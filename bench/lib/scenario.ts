@@ -1,3 +1,7 @@
+import { writeFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { LOCAL_POSTGRES } from "../../test/harness/shard-databases.js";
+
 /**
  * What a bench scenario module gets from bench/run.ts and gives back. Each scenario brings up what it
  * needs beyond this (its own databases, Redis nodes, server processes) and registers their teardown
@@ -38,4 +42,57 @@ export interface ScenarioResult {
   violations: number;
   /** Failed calls (the run exits 3 if any). */
   errors: number;
+}
+
+type Flags = Record<string, string | boolean | undefined>;
+
+/**
+ * A scenario driver run on its own (bench/scenarios/*.main.ts): parses the common flags (--smoke,
+ * --duration, --warmup, --json) and the driver's `own`, builds the context, runs the scenario,
+ * prints its table and checks, writes `json(result)` to --json's file, runs the cleanups and exits:
+ * 2 on a consistency violation, 3 on failed calls, 1 if the scenario itself failed.
+ */
+export async function runAlone(
+  own: Record<string, { type: "string" } | { type: "boolean"; default: boolean }>,
+  smokeWarmup: number,
+  run: (ctx: ScenarioContext, flags: Flags) => Promise<ScenarioResult>,
+  json: (result: ScenarioResult) => unknown = (result) => result,
+): Promise<never> {
+  const { values } = parseArgs({
+    options: {
+      smoke: { type: "boolean", default: false },
+      duration: { type: "string" },
+      warmup: { type: "string" },
+      json: { type: "string" },
+      ...own,
+    },
+  });
+  const flags = values as Flags;
+  const smoke = flags.smoke === true;
+  const ctx: ScenarioContext = {
+    smoke,
+    duration: Number(flags.duration ?? (smoke ? 1 : 10)),
+    warmup: Number(flags.warmup ?? (smoke ? smokeWarmup : 2)),
+    pgUrl: process.env.BENCH_POSTGRES_URL ?? LOCAL_POSTGRES,
+    say: (msg) => process.stderr.write(`bench: ${msg}\n`),
+    cleanups: [],
+  };
+  if (!(ctx.duration > 0)) throw new Error(`--duration must be a positive number (got ${flags.duration})`);
+  if (!(ctx.warmup >= 0)) throw new Error(`--warmup must be a number of seconds >= 0 (got ${flags.warmup})`);
+  let exitCode = 0;
+  try {
+    const result = await run(ctx, flags);
+    process.stdout.write(`${result.table}\n\n`);
+    for (const c of result.checks)
+      process.stdout.write(`${c.met ? "met" : "NOT met"}: ${c.target}: ${c.measured}\n`);
+    if (typeof flags.json === "string")
+      writeFileSync(flags.json, `${JSON.stringify(json(result), null, 2)}\n`);
+    exitCode = result.violations > 0 ? 2 : result.errors > 0 ? 3 : 0;
+  } catch (e) {
+    ctx.say(`failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    exitCode = 1;
+  } finally {
+    for (const c of ctx.cleanups.reverse()) await c().catch((e: unknown) => ctx.say(`cleanup: ${String(e)}`));
+  }
+  process.exit(exitCode);
 }

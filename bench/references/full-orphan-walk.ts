@@ -1,14 +1,11 @@
-import { settleHolds } from "../../src/inventory/holds.repository.js";
-import { TERMINAL } from "../../src/reservation/reservation.model.js";
-import * as repo from "../../src/reservation/reservation.repository.js";
-import { parseId } from "../../src/shard/ids.js";
-import type { Shard, ShardSet } from "../../src/shard/shards.js";
+import { releaseOrphaned } from "../../src/reservation/sweeper.js";
+import type { ShardSet } from "../../src/shard/shards.js";
 
 /**
  * The orphan pass the sweeper ran before migration 0006 (a reference for bench/sweeper.ts, not
  * product code): every pass walked every live hold older than the intent bound on each stock shard,
- * a page at a time, and asked the buyer's shard for each reservation's status. Returns the holds it
- * released.
+ * a page at a time (with the query it had then), and asked the buyer's shard for each reservation's
+ * status. Returns the holds it released.
  */
 export async function fullOrphanWalk(
   shards: ShardSet,
@@ -26,19 +23,7 @@ export async function fullOrphanWalk(
         [olderThanSeconds, after, batch],
       );
       const ids = rows.map((r) => String(r.reservation_id));
-      const byBuyerShard = new Map<Shard, string[]>();
-      for (const id of ids) {
-        const buyer = shards.forBucket(parseId(id, "res", "reservation_id").bucket);
-        byBuyerShard.set(buyer, [...(byBuyerShard.get(buyer) ?? []), id]);
-      }
-      for (const [buyer, group] of byBuyerShard) {
-        const statuses = await repo.statusesOf(buyer.fork(), group);
-        for (const id of group) {
-          const status = statuses.get(id);
-          if (status === "confirmed" || (status !== undefined && !TERMINAL.has(status))) continue;
-          released += await shard.fork().transactional((tx) => settleHolds(tx, id, "released"));
-        }
-      }
+      released += await releaseOrphaned(shards, shard, ids);
       const last = ids.at(-1);
       if (ids.length < batch || last === undefined) break;
       after = last;

@@ -6,57 +6,26 @@
  * --json writes everything measured (with a per-second timeline of calls and deliveries) to a file.
  * Exit 2 on a consistency violation, 3 on errors (missing, duplicated or reordered deliveries, failed calls).
  */
-import { writeFileSync } from "node:fs";
-import { parseArgs } from "node:util";
-import { LOCAL_POSTGRES } from "../../test/harness/shard-databases.js";
-import type { ScenarioContext } from "../lib/scenario.js";
+import { runAlone } from "../lib/scenario.js";
 import { runStreams } from "./streams.js";
 
-const { values: args } = parseArgs({
-  options: {
-    smoke: { type: "boolean", default: false },
-    duration: { type: "string" },
-    warmup: { type: "string" },
-    profile: { type: "boolean", default: false },
-    json: { type: "string" },
-    watchers: { type: "string" },
-    rate: { type: "string" },
+await runAlone(
+  { profile: { type: "boolean", default: false }, watchers: { type: "string" }, rate: { type: "string" } },
+  0.5,
+  async (ctx, flags) => {
+    const profileDir = flags.profile
+      ? new URL(
+          `../results/profiles/streams-${new Date().toISOString().replace(/[:.]/g, "-")}`,
+          import.meta.url,
+        ).pathname
+      : undefined;
+    const result = await runStreams(ctx, {
+      ...(profileDir !== undefined && { profileDir }),
+      ...(flags.watchers !== undefined && { watchers: Number(flags.watchers) }),
+      ...(flags.rate !== undefined && { rate: Number(flags.rate) }),
+    });
+    if (profileDir) ctx.say(`CPU profiles under ${profileDir} once the servers stop`);
+    return result;
   },
-});
-const ctx: ScenarioContext = {
-  smoke: args.smoke,
-  duration: Number(args.duration ?? (args.smoke ? 1 : 10)),
-  warmup: Number(args.warmup ?? (args.smoke ? 0.5 : 2)),
-  pgUrl: process.env.BENCH_POSTGRES_URL ?? LOCAL_POSTGRES,
-  say: (msg) => process.stderr.write(`bench: ${msg}\n`),
-  cleanups: [],
-};
-if (!(ctx.duration > 0)) throw new Error(`--duration must be a positive number (got ${args.duration})`);
-if (!(ctx.warmup >= 0)) throw new Error(`--warmup must be a number >= 0 (got ${args.warmup})`);
-
-let exitCode = 0;
-try {
-  const profileDir = args.profile
-    ? new URL(
-        `../results/profiles/streams-${new Date().toISOString().replace(/[:.]/g, "-")}`,
-        import.meta.url,
-      ).pathname
-    : undefined;
-  const result = await runStreams(ctx, {
-    ...(profileDir !== undefined && { profileDir }),
-    ...(args.watchers !== undefined && { watchers: Number(args.watchers) }),
-    ...(args.rate !== undefined && { rate: Number(args.rate) }),
-  });
-  process.stdout.write(`${result.table}\n\n`);
-  if (args.json) writeFileSync(args.json, `${JSON.stringify(result.data, null, 2)}\n`);
-  for (const c of result.checks)
-    process.stdout.write(`${c.met ? "met" : "NOT met"}: ${c.target}: ${c.measured}\n`);
-  if (profileDir) ctx.say(`CPU profiles under ${profileDir} once the servers stop`);
-  exitCode = result.violations > 0 ? 2 : result.errors > 0 ? 3 : 0;
-} catch (e) {
-  ctx.say(`failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-  exitCode = 1;
-} finally {
-  for (const c of ctx.cleanups.reverse()) await c().catch((e: unknown) => ctx.say(`cleanup: ${String(e)}`));
-}
-process.exit(exitCode);
+  (result) => result.data,
+);

@@ -122,25 +122,10 @@ export function createSweeper(
    * reservations, and a whole round takes (live reservations / batch) passes.
    */
   async function scrubOrphans(shard: Shard): Promise<number> {
-    let released = 0;
     const after = scrubFrom.get(shard.index) ?? "";
     const ids = await reservationsWithOldHolds(shard.fork(), options.intentTimeoutSeconds, after, batch);
     scrubFrom.set(shard.index, ids.length < batch ? "" : (ids.at(-1) ?? ""));
-    const byBuyerShard = new Map<Shard, string[]>();
-    for (const id of ids) {
-      const buyer = shards.forBucket(parseId(id, "res", "reservation_id").bucket);
-      byBuyerShard.set(buyer, [...(byBuyerShard.get(buyer) ?? []), id]);
-    }
-    for (const [buyer, group] of byBuyerShard) {
-      const statuses = await repo.statusesOf(buyer.fork(), group);
-      for (const id of group) {
-        const status = statuses.get(id);
-        if (status === "confirmed") continue; // its holds become sold by the order flow, never released
-        if (status !== undefined && !TERMINAL.has(status)) continue; // active, or pending (the intent pass owns it)
-        released += await shard.fork().transactional((tx) => settleHolds(tx, id, "released"));
-      }
-    }
-    return released;
+    return releaseOrphaned(shards, shard, ids);
   }
 
   async function pass(): Promise<void> {
@@ -205,4 +190,28 @@ export function createSweeper(
       await running;
     },
   };
+}
+
+/**
+ * Of these reservations with live holds on stock shard `shard`, releases the holds of those whose
+ * reservation is missing or RELEASED / EXPIRED / FAILED (asking each buyer's shard once for the
+ * lot). Returns how many holds moved.
+ */
+export async function releaseOrphaned(shards: ShardSet, shard: Shard, ids: string[]): Promise<number> {
+  let released = 0;
+  const byBuyerShard = new Map<Shard, string[]>();
+  for (const id of ids) {
+    const buyer = shards.forBucket(parseId(id, "res", "reservation_id").bucket);
+    byBuyerShard.set(buyer, [...(byBuyerShard.get(buyer) ?? []), id]);
+  }
+  for (const [buyer, group] of byBuyerShard) {
+    const statuses = await repo.statusesOf(buyer.fork(), group);
+    for (const id of group) {
+      const status = statuses.get(id);
+      if (status === "confirmed") continue; // its holds become sold by the order flow, never released
+      if (status !== undefined && !TERMINAL.has(status)) continue; // active, or pending (the intent pass owns it)
+      released += await shard.fork().transactional((tx) => settleHolds(tx, id, "released"));
+    }
+  }
+  return released;
 }
