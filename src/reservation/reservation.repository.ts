@@ -125,11 +125,12 @@ export async function transition(
   return true;
 }
 
-/** Reservations whose holds are owed back and due (oldest first): the sweeper settles them. */
-export async function dueSettlements(em: EntityManager, limit: number): Promise<string[]> {
+/** A page of the reservations whose holds are owed back and due, in id order after `after`. */
+export async function dueSettlements(em: EntityManager, after: string, limit: number): Promise<string[]> {
   const rows = await em.execute<Row[]>(
-    "select reservation_id from hold_settlements where due_at <= now() order by due_at limit ?",
-    [limit],
+    `select reservation_id from hold_settlements where due_at <= now() and reservation_id > ?
+     order by reservation_id limit ?`,
+    [after, limit],
   );
   return rows.map((r) => String(r.reservation_id));
 }

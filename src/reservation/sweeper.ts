@@ -88,13 +88,14 @@ export function createSweeper(
    * Reservations on this (buyer's) shard whose holds are owed back and due (hold_settlements,
    * migration 0006): what a release, an expiry or a failed saga left when its process died before
    * the stock went back, or a failed saga's window for late holds that has now closed. Settles each
-   * on its stock shards and forgets it; a shard that fails keeps it for the next pass. Returns how
-   * many holds moved.
+   * on its stock shards and forgets it; one whose stock shard fails stays for the next pass, and
+   * the pages go on past it. At most 10 pages a pass. Returns how many holds moved.
    */
   async function settleOwed(shard: Shard): Promise<number> {
     let moved = 0;
-    for (let round = 0; round < 10; round++) {
-      const ids = await repo.dueSettlements(shard.fork(), batch);
+    let after = "";
+    for (let page = 0; page < 10; page++) {
+      const ids = await repo.dueSettlements(shard.fork(), after, batch);
       const done: string[] = [];
       for (const id of ids) {
         const r = await repo.findReservation(shard.fork(), id);
@@ -105,7 +106,9 @@ export function createSweeper(
         done.push(id);
       }
       await repo.settled(shard.fork(), done);
-      if (ids.length < batch || done.length < ids.length) return moved;
+      const last = ids.at(-1);
+      if (ids.length < batch || last === undefined) return moved;
+      after = last;
     }
     return moved;
   }

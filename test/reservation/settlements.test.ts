@@ -1,18 +1,21 @@
 import { setTimeout as delay } from "node:timers/promises";
 import { Code } from "@connectrpc/connect";
+import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InventoryService } from "../../gen/shop/inventory/v1/inventory_pb.js";
 import { ReservationService } from "../../gen/shop/reservation/v1/reservation_pb.js";
 import type { App } from "../../src/app.js";
 import { DomainError } from "../../src/errors.js";
 import { groupByStockShard, holdOnShard } from "../../src/reservation/holds.js";
+import * as reservationRepo from "../../src/reservation/reservation.repository.js";
+import { createSweeper } from "../../src/reservation/sweeper.js";
 import { newId } from "../../src/shard/ids.js";
 import { startTestApp, unique } from "../harness/app.js";
 import { client, transportFor } from "../harness/clients.js";
 import { expectError } from "../harness/errors.js";
 import { migrateShards } from "../harness/global-setup.js";
 import { everyShard } from "../harness/processes.js";
-import { createShardDatabases, dropShardDatabases } from "../harness/shard-databases.js";
+import { createShardDatabases, dropShardDatabases, openTestShards } from "../harness/shard-databases.js";
 import { seedProduct } from "../inventory/seed.js";
 import { userOnShard } from "./seed.js";
 
@@ -124,6 +127,49 @@ describe("hold settlements and the hold window", () => {
     expect(await liveHoldsOf(id)).toEqual([]);
     expect(await available(late.id)).toBe(2n);
     expect((await settlements()).filter((s) => s.reservation_id === id)).toEqual([]);
+    expect((await inv().checkStockInvariant({})).violations).toEqual([]);
+  });
+
+  it("keeps a settlement whose stock shard is down and settles the ones after it", async () => {
+    const buyer = userOnShard(app, 0, "buyer");
+    const onShard1 = await seedProduct(inv(), userOnShard(app, 1, "seller"), { stock: { main: 2 } });
+    const onShard2 = await seedProduct(inv(), userOnShard(app, 2, "seller"), { stock: { main: 2 } });
+    const ids: string[] = [];
+    for (const p of [onShard1, onShard2]) {
+      const { reservation } = await res().createReservation({
+        userId: buyer,
+        items: [{ productId: p.id, quantity: 2n }],
+        idempotencyKey: unique("k"),
+      });
+      ids.push(reservation?.id ?? "");
+    }
+    // Both released, and their processes died before giving the stock back.
+    for (const id of ids)
+      await app.shards
+        .forId(id, "res", "reservation_id")
+        .fork()
+        .transactional((tx) => reservationRepo.transition(tx, id, ["active"], "released"));
+
+    // A sweeper that cannot reach shard 1, one settlement per page: the first stays, the second goes.
+    const [url0, , url2] = urls as [string, string, string];
+    const broken = await openTestShards([url0, "postgres://postgres@127.0.0.1:1/down", url2]);
+    try {
+      const sweeper = createSweeper(
+        { shards: broken, logger: pino({ level: "silent" }) },
+        { intervalMs: 3_600_000, intentTimeoutSeconds: INTENT_TIMEOUT_MS / 1000, batchSize: 1 },
+      );
+      await sweeper.runOnce();
+    } finally {
+      await broken.close();
+    }
+    expect(await available(onShard1.id)).toBe(0n);
+    expect(await available(onShard2.id)).toBe(2n);
+    expect((await settlements()).map((s) => s.reservation_id)).toEqual([ids[0]]);
+
+    // Shard 1 back: the next pass finishes it.
+    await app.sweeper.runOnce();
+    expect(await available(onShard1.id)).toBe(2n);
+    expect(await settlements()).toEqual([]);
     expect((await inv().checkStockInvariant({})).violations).toEqual([]);
   });
 
