@@ -63,6 +63,9 @@ const stepFilter = args.steps ?? [];
 for (const [name, v] of Object.entries(opts))
   if (!Number.isFinite(v) || v < 0 || (v === 0 && name !== "warmup"))
     throw new Error(`--${name} must be a positive number (got ${v})`);
+const crossRate = smoke ? 20 : opts.crossRate;
+const openLoad = `${crossRate}/s open loop`;
+const sideBySideLoad = `${crossRate}/s open loop each, side by side`;
 const say = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
 
 /** One measured load: a target, a protocol, what each call reserves, how many in flight. */
@@ -195,9 +198,8 @@ async function main(): Promise<number> {
     const s = anyOf(byShard);
     return { buyer: anyOf(s.buyers), products: distinct(s.products, 3) };
   };
-  const rate = smoke ? 20 : opts.crossRate;
   // Twice the duration: at 50/s, 1000 calls per row, so each p99 is the 10th-worst call, not the 5th.
-  const open = { inFlight: 256, ratePerSecond: rate, load: `${rate}/s open loop`, durationFactor: 2 };
+  const open = { inFlight: 256, ratePerSecond: crossRate, load: openLoad, durationFactor: 2 };
 
   const uniform = "1 reserve, uniform";
   const steps: Step[] = [
@@ -265,13 +267,23 @@ async function main(): Promise<number> {
     },
   ];
 
+  // Scenario 4 once more with its two rows side by side: run one after the other, a burst of
+  // other work on the 2 shared cores can land in one row and not the other, and one stall is
+  // a 1000-call row's p99. Here both loads run at once, each at its own rate on its own
+  // connection, so whatever the box does lands in both; the target is judged on these rows.
+  const crossRows = steps.filter((t) => t.scenario === "4 cross-shard");
+  const groups: Step[][] = [
+    ...steps.map((t) => [t]),
+    crossRows.map((t) => ({ ...t, load: sideBySideLoad })),
+  ];
+
   const rows: Row[] = [];
   let heldExpected = 0;
   let uncounted = 0;
-  for (const [i, t] of steps.entries()) {
-    if (stepFilter.length > 0 && !stepFilter.some((p) => t.scenario.startsWith(p))) continue;
-    const units = t.pick().products.length; // held per successful call
-    const load = (seconds: number, tag: string): Promise<LoadResult> =>
+  for (const [i, group] of groups.entries()) {
+    const first = group[0] as Step;
+    if (stepFilter.length > 0 && !stepFilter.some((p) => first.scenario.startsWith(p))) continue;
+    const load = (t: Step, seconds: number, tag: string): Promise<LoadResult> =>
       t.protocol === grpc
         ? grpcLoad({
             port: t.port,
@@ -283,46 +295,57 @@ async function main(): Promise<number> {
             ...(t.ratePerSecond !== undefined && { ratePerSecond: t.ratePerSecond }),
           })
         : wrkLoad({ port: t.port, pairsFile, connections: t.inFlight, seconds, token: t.token, tag });
+    const loads = (seconds: number, tag: string) =>
+      Promise.all(group.map((t, j) => load(t, seconds, `${tag}${j}`)));
     const tag = `b${started}-${i}`;
     // The open-loop rows measure latency, not throughput: the closed-loop rows before them leave
     // dead rows and WAL behind, and autovacuum or a checkpoint landing in a 50/s row's 1000 calls
     // would be its p99. Vacuum and checkpoint first, as a quiet production shard would be.
-    if (t.ratePerSecond !== undefined) {
+    if (first.ratePerSecond !== undefined) {
       for (const shard of shards.shards) await shard.sql("vacuum (analyze)", []);
       await shards.shards[0]?.sql("checkpoint", []);
     }
-    const warm = opts.warmup > 0 ? await load(opts.warmup, `${tag}w`) : null;
+    const warm = opts.warmup > 0 ? await loads(opts.warmup, `${tag}w`) : null;
     // Fresh tables start with no statistics: Postgres plans (and caches, per session, for foreign
     // key checks too) as if they were empty, and a growing table then gets sequential scans until
     // autovacuum's next ANALYZE. A live shard has statistics; give these the same.
     for (const shard of shards.shards) await shard.sql("analyze", []);
-    const [cpu0, pg0, box0] = [t.server.cpuMs(), postgresCpu(), machineCpu()];
-    const r = await load(opts.duration * (t.durationFactor ?? 1), `${tag}m`);
-    const [cpuMs, pgMs, box1] = [t.server.cpuMs() - cpu0, postgresCpuSince(pg0), machineCpu()];
-    heldExpected += units * (r.calls - r.errors + (warm ? warm.calls - warm.errors : 0));
-    // wrk drops the calls still in flight when its time is up; the server completes them anyway.
-    if (t.protocol !== grpc) uncounted += units * t.inFlight * (warm ? 2 : 1);
+    // Rows of one group share the server: its CPU (and Postgres') is theirs together, not per row.
+    const [cpu0, pg0, box0] = [first.server.cpuMs(), postgresCpu(), machineCpu()];
+    const results = await loads(opts.duration * (first.durationFactor ?? 1), `${tag}m`);
+    const [cpuMs, pgMs, box1] = [first.server.cpuMs() - cpu0, postgresCpuSince(pg0), machineCpu()];
     const check = await checkInvariant(shards);
+    for (const [j, t] of group.entries()) {
+      const r = results[j] as LoadResult;
+      const units = t.pick().products.length; // held per successful call
+      const warmed = warm?.[j];
+      heldExpected += units * (r.calls - r.errors + (warmed ? warmed.calls - warmed.errors : 0));
+      // wrk drops the calls still in flight when its time is up; the server completes them anyway.
+      if (t.protocol !== grpc) uncounted += units * t.inFlight * (warmed ? 2 : 1);
+      const ok = r.calls - r.errors;
+      const alone = group.length === 1;
+      rows.push({
+        ...r,
+        // One load process runs the group's loads: its CPU is theirs together too.
+        clientCpuMsPerCall: alone ? r.clientCpuMsPerCall : Number.NaN,
+        scenario: t.scenario,
+        target: t.target,
+        protocol: t.protocol,
+        load: t.load,
+        callsPerSecond: ok / r.seconds,
+        serverCpuMsPerCall: alone ? cpuMs / Math.max(1, ok) : Number.NaN,
+        postgresCpuMsPerCall: alone ? pgMs / Math.max(1, ok) : Number.NaN,
+        machineBusy: (box1.busyMs - box0.busyMs) / Math.max(1, box1.totalMs - box0.totalMs),
+        rssMiB: t.server.rssMiB(),
+        ratioToBare: Number.NaN,
+        invariantViolations: j === 0 ? check.violations : 0,
+      });
+      say(
+        `${t.scenario} / ${t.target} ${t.protocol} ${t.load}: ${(ok / r.seconds).toFixed(0)} calls/s, p99 ${r.p99Ms.toFixed(1)} ms, ${r.errors} errors${r.firstError ? ` (${r.firstError})` : ""}`,
+      );
+    }
     if (check.held < heldExpected || check.held > heldExpected + uncounted)
-      say(`WARNING ${t.target} ${t.protocol}: held ${check.held}, successful calls so far ${heldExpected}`);
-    const ok = r.calls - r.errors;
-    rows.push({
-      ...r,
-      scenario: t.scenario,
-      target: t.target,
-      protocol: t.protocol,
-      load: t.load,
-      callsPerSecond: ok / r.seconds,
-      serverCpuMsPerCall: cpuMs / Math.max(1, ok),
-      postgresCpuMsPerCall: pgMs / Math.max(1, ok),
-      machineBusy: (box1.busyMs - box0.busyMs) / Math.max(1, box1.totalMs - box0.totalMs),
-      rssMiB: t.server.rssMiB(),
-      ratioToBare: Number.NaN,
-      invariantViolations: check.violations,
-    });
-    say(
-      `${t.scenario} / ${t.target} ${t.protocol} ${t.load}: ${(ok / r.seconds).toFixed(0)} calls/s, p99 ${r.p99Ms.toFixed(1)} ms, ${r.errors} errors${r.firstError ? ` (${r.firstError})` : ""}`,
-    );
+      say(`WARNING ${first.scenario}: held ${check.held}, successful calls so far ${heldExpected}`);
   }
   const bareRate = rows.find((r) => r.target === "bare limit")?.callsPerSecond ?? Number.NaN;
   for (const r of rows) r.ratioToBare = r.callsPerSecond / bareRate;
@@ -446,16 +469,26 @@ function reserveChecks(rows: Row[]): TargetCheck[] {
       met: x >= 0.9,
     });
   }
-  const [single, cross] = [
-    find("4", "product, 3 items on 1 shard"),
-    find("4", "product, 3 items on 3 shards"),
-  ];
-  if (single && cross) {
-    const x = cross.p99Ms / single.p99Ms;
+  // Judged on the side-by-side rows; the rows run one after the other are reported beside them.
+  const ratio = (load?: string) => {
+    const [single, cross] = [
+      find("4", "product, 3 items on 1 shard", load),
+      find("4", "product, 3 items on 3 shards", load),
+    ];
+    return single && cross ? { x: cross.p99Ms / single.p99Ms, single, cross } : null;
+  };
+  const together = ratio(sideBySideLoad);
+  const apart = ratio(openLoad);
+  if (together) {
+    const { x, single, cross } = together;
     checks.push({
       scenario: "4 cross-shard",
       target: "cross-shard p99 <= 2x single-shard p99",
-      measured: `${x.toFixed(2)}x (p99 ${cross.p99Ms.toFixed(1)} ms vs ${single.p99Ms.toFixed(1)} ms)`,
+      measured:
+        `side by side ${x.toFixed(2)}x (p99 ${cross.p99Ms.toFixed(1)} ms vs ${single.p99Ms.toFixed(1)} ms)` +
+        (apart
+          ? `; one after the other ${apart.x.toFixed(2)}x (${apart.cross.p99Ms.toFixed(1)} vs ${apart.single.p99Ms.toFixed(1)} ms)`
+          : ""),
       met: x <= 2,
     });
   }

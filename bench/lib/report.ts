@@ -27,6 +27,8 @@ export function machine() {
   return { nproc: cpus().length, cpuModel: model, memoryGiB: +(totalmem() / 2 ** 30).toFixed(1) };
 }
 
+const perCall = (ms: number) => (Number.isFinite(ms) ? ms.toFixed(3) : "-");
+
 const COLUMNS: [string, (r: Row) => string][] = [
   ["scenario", (r) => r.scenario],
   ["target", (r) => r.target],
@@ -35,9 +37,11 @@ const COLUMNS: [string, (r: Row) => string][] = [
   ["calls/s", (r) => r.callsPerSecond.toFixed(0)],
   ["p50 ms", (r) => r.p50Ms.toFixed(2)],
   ["p99 ms", (r) => r.p99Ms.toFixed(2)],
-  ["srv CPU ms/call", (r) => r.serverCpuMsPerCall.toFixed(3)],
-  ["pg CPU ms/call", (r) => r.postgresCpuMsPerCall.toFixed(3)],
-  ["load CPU ms/call", (r) => (Number.isNaN(r.clientCpuMsPerCall) ? "-" : r.clientCpuMsPerCall.toFixed(3))],
+  // "-" where there is no per-row figure: wrk reports no client CPU, and rows measured side by
+  // side share their server's (and Postgres') CPU.
+  ["srv CPU ms/call", (r) => perCall(r.serverCpuMsPerCall)],
+  ["pg CPU ms/call", (r) => perCall(r.postgresCpuMsPerCall)],
+  ["load CPU ms/call", (r) => perCall(r.clientCpuMsPerCall)],
   ["box busy", (r) => `${(r.machineBusy * 100).toFixed(0)}%`],
   ["RSS MiB", (r) => r.rssMiB.toFixed(0)],
   ["x bare", (r) => (Number.isFinite(r.ratioToBare) ? r.ratioToBare.toFixed(2) : "-")],
