@@ -21,6 +21,7 @@ import { withPg } from "../src/embedded/pg-client.js";
 import { linkSignals } from "../src/server/signals.js";
 import { CallbackQueryClient } from "../src/shard/pg-query-client.js";
 import { LOCAL_POSTGRES } from "../test/harness/shard-databases.js";
+import { quantile } from "./lib/quantile.js";
 import { markdownTable } from "./lib/report.js";
 
 const VARIANTS = ["pg Client", "CallbackQueryClient", "AbortSignal.any", "linkSignals"] as const;
@@ -126,7 +127,7 @@ function measure(variant: Variant, url: string): Promise<Measured> {
         lastAfter = after;
       }
       pauses.sort((a, b) => a - b);
-      const at = (q: number) => pauses[Math.min(pauses.length - 1, Math.floor(q * pauses.length))] ?? 0;
+      const at = (q: number) => quantile(pauses, q, 0);
       resolve({
         variant,
         opsPerSecond: ops / seconds,

@@ -29,6 +29,7 @@ import {
   openTestShards,
 } from "../test/harness/shard-databases.js";
 import { postgresCpu, postgresCpuSince } from "./lib/processes.js";
+import { quantile } from "./lib/quantile.js";
 import { machine, markdownTable } from "./lib/report.js";
 import { type Pair, seedProducts } from "./lib/seed.js";
 import { fullOrphanWalk } from "./references/full-orphan-walk.js";
@@ -200,7 +201,7 @@ async function measure(variant: string, live: number, pass: () => Promise<void>)
     variant,
     live,
     passes,
-    p50Ms: times[Math.floor((times.length - 1) / 2)] ?? Number.NaN,
+    p50Ms: quantile(times, 0.5),
     maxMs: times.at(-1) ?? Number.NaN,
     nodeCpuMsPerPass: (cpu.user + cpu.system) / 1000 / passes,
     pgCpuMsPerPass: pgMs / passes,

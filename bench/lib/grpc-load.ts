@@ -1,6 +1,7 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { CreateReservationRequestSchema } from "../../gen/shop/reservation/v1/reservation_pb.js";
 import { frame, openSession, startCall } from "./h2-grpc.js";
+import { quantile } from "./quantile.js";
 import type { Pair } from "./seed.js";
 
 /**
@@ -120,7 +121,7 @@ export async function grpcLoad(opts: {
   const cpu = process.cpuUsage(cpu0);
   session.close();
   latencies.sort((a, b) => a - b);
-  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
+  const at = (q: number) => quantile(latencies, q, 0);
   return {
     calls: latencies.length + skipped,
     errors: errors + skipped,

@@ -14,6 +14,7 @@ import {
 } from "../../gen/shop/order/v1/order_pb.js";
 import { frame, startCall } from "../lib/h2-grpc.js";
 import { machineCpu, postgresCpu, type ServerProcess } from "../lib/processes.js";
+import { quantile } from "../lib/quantile.js";
 
 const PATH = "/shop.order.v1.OrderService/ListOrders";
 
@@ -165,7 +166,7 @@ export async function measure(opts: {
   for (const [pid, ms] of backendsCpu(pids)) pgMs += ms - (pg0.get(pid) ?? 0);
   const n = latencies.length;
   latencies.sort((a, b) => a - b);
-  const at = (q: number) => latencies[Math.min(n - 1, Math.floor(q * n))] ?? 0;
+  const at = (q: number) => quantile(latencies, q, 0);
   return {
     calls: n,
     errors,

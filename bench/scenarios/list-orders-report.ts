@@ -1,4 +1,5 @@
 /** Scenario 5's table and target checks. */
+import { quantile } from "../lib/quantile.js";
 import { markdownTable } from "../lib/report.js";
 import type { TargetCheck } from "../lib/scenario.js";
 import type { OrderSeed } from "../lib/seed-orders.js";
@@ -94,7 +95,7 @@ export function checks(seed: OrderSeed, rows: CaseRow[]): TargetCheck[] {
   const over = measured.filter((r) => (r.measured?.p99Ms ?? 0) > P99_TARGET_MS);
   // Every call of every case together: the latency a mixed ListOrders workload sees.
   const pooled = measured.flatMap((r) => r.measured?.samples ?? []).sort((a, b) => a - b);
-  const pooledAt = (q: number) => pooled[Math.min(pooled.length - 1, Math.floor(q * pooled.length))] ?? 0;
+  const pooledAt = (q: number) => quantile(pooled, q, 0);
   const plans = rows.filter((r) => r.plan);
   const seq = plans.filter((r) => r.plan?.seqScan);
   const sorts = plans.filter((r) => (r.plan?.sortedRows ?? 0) > LARGE_SORT);

@@ -3,6 +3,7 @@
  * that were made. Every watcher must receive every successful change of each order it watches exactly
  * once, and an order's changes in version order; each delivery's latency is measured from its change.
  */
+import { quantile } from "../lib/quantile.js";
 import type { Watcher } from "./streams-watch.js";
 
 /** A status change as the driver made it. */
@@ -152,6 +153,6 @@ function timeline(made: Change[], matched: Matched[], t0: number): Deliveries["b
 /** p50, p99 and max of a sample (NaN when empty). */
 export function quantiles(xs: number[]): Quantiles {
   const s = [...xs].sort((a, b) => a - b);
-  const at = (p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))] ?? Number.NaN;
+  const at = (p: number) => quantile(s, p);
   return { n: s.length, p50: at(0.5), p99: at(0.99), max: s.at(-1) ?? Number.NaN };
 }
