@@ -19,23 +19,34 @@ export interface ServerProcess {
 
 const TICK_MS = 10; // CLK_TCK is 100 on Linux x86-64
 
+/** What a comparison changes about one server process. */
+export interface ServerOptions {
+  /** Node/V8 flags instead of the product's SERVER_NODE_FLAGS (BENCH_SERVER_NODE_FLAGS still follow). */
+  nodeFlags?: readonly string[];
+  /** Gets the process's stdout (e.g. --trace-gc lines) instead of passing it through. */
+  onStdout?: (text: string) => void;
+}
+
 /** Starts `node --import tsx <script>` with the given env and waits until `port` accepts connections. */
 export async function startServer(
   name: string,
   script: string,
   env: Record<string, string>,
   port: number,
+  options: ServerOptions = {},
 ): Promise<ServerProcess> {
   // BENCH_SERVER_NODE_FLAGS: extra Node/V8 flags for every server process (experiments, e.g. GC flags
   // that NODE_OPTIONS refuses).
   const flags = [
-    ...SERVER_NODE_FLAGS, // as `npm start` runs it
+    ...(options.nodeFlags ?? SERVER_NODE_FLAGS), // by default as `npm start` runs it
     ...(process.env.BENCH_SERVER_NODE_FLAGS ?? "").split(" ").filter((f) => f !== ""),
   ];
   const child = spawn(process.execPath, [...flags, "--import", "tsx", script], {
     env: { ...process.env, ...env },
-    stdio: ["ignore", "inherit", "pipe"],
+    stdio: ["ignore", options.onStdout ? "pipe" : "inherit", "pipe"],
   });
+  const { onStdout } = options;
+  if (onStdout) child.stdout?.on("data", (d: Buffer) => onStdout(d.toString()));
   let stderr = "";
   child.stderr?.on("data", (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000);
