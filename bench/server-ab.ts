@@ -1,20 +1,24 @@
 /**
- * `node --import tsx bench/server-flags.ts [--a "<node flags>"] [--b "<node flags>"] [--seconds 20] [--orders 50000]`
- * (npm run bench:server-flags)
+ * `node --import tsx bench/server-ab.ts [--a "<node flags>"] [--b "<node flags>"] [--a-root <dir>] [--b-root <dir>] [--seconds 20] [--orders 50000]`
+ * (npm run bench:server-ab)
  *
- * The product server under ListOrders with two sets of Node/V8 flags, side by side in one run: two
- * product servers (src/main.ts), each with its flags and --trace-gc, on one seeded shard and one
- * Redis. One client calls them in turn, one call in flight: round after round, every first-page case
- * of scenario 5 (each scope, filter and sort) against one server and then the other (which goes
- * first alternates), until each has served `seconds` of calls. So both see the same machine, and
- * a slow minute of it lands on both. Only the GC lines printed while measuring count.
+ * Two product servers under ListOrders, side by side in one run, that differ in their Node/V8 flags
+ * (--a, --b) or in their code (--a-root, --b-root: another checkout of this repository, e.g. a
+ * `git worktree` of an older commit with this one's node_modules linked in). Each runs src/main.ts
+ * with --trace-gc, on one seeded shard and one Redis. One client calls them in turn, one call in
+ * flight: round after round, every first-page case of scenario 5 (each scope, filter and sort)
+ * against one server and then the other (which goes first alternates), until each has served
+ * `seconds` of calls. So both see the same machine, and a slow minute of it lands on both. Only the
+ * GC lines printed while measuring count.
  *
- * By default A is the product's flags (SERVER_NODE_FLAGS, as `npm start` runs it) and B the same
- * with V8's allocation-site pretenuring off. Reported per server: calls, latency p50/p99/max and
- * calls over 10 ms, server CPU ms per call, and from --trace-gc: scavenges (pause p50/p99/max),
- * old-space growth per scavenge (what the scavenges promoted), and mark-compacts (count, pause sum
- * and max); then B against A. Loopback only; it creates and drops its own database and Redis.
+ * Defaults: both run this checkout; A with the product's flags (SERVER_NODE_FLAGS, as `npm start`
+ * runs it), B the same with V8's allocation-site pretenuring off. Reported per server: calls, latency
+ * p50/p99/max and calls over 10 ms, server CPU ms per call, and from --trace-gc: scavenges (pause
+ * p50/p99/max), old-space growth per scavenge (what the scavenges promoted), and mark-compacts
+ * (count, pause sum and max); then B against A. Loopback only; it creates and drops its own
+ * database and Redis.
  */
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { choosePort } from "../src/embedded/processes.js";
 import { SERVER_NODE_FLAGS } from "../src/server/node-flags.js";
@@ -38,6 +42,8 @@ const { values: args } = parseArgs({
   options: {
     a: { type: "string", default: SERVER_NODE_FLAGS.join(" ") },
     b: { type: "string", default: [...SERVER_NODE_FLAGS, "--no-allocation-site-pretenuring"].join(" ") },
+    "a-root": { type: "string" },
+    "b-root": { type: "string" },
     seconds: { type: "string", default: "20" },
     orders: { type: "string", default: "50000" },
   },
@@ -47,10 +53,12 @@ const orders = Number(args.orders);
 if (!(seconds > 0)) throw new Error(`--seconds must be a positive number (got ${args.seconds})`);
 if (!(Number.isInteger(orders) && orders >= 1000)) throw new Error(`--orders must be an integer >= 1000`);
 
-const VARIANTS = [
-  { name: `A: ${args.a || "(none)"}`, flags: [...words(args.a), "--trace-gc"] },
-  { name: `B: ${args.b || "(none)"}`, flags: [...words(args.b), "--trace-gc"] },
-] as const;
+const variant = (label: string, flags: string, root: string | undefined) => ({
+  name: `${label}: ${root ? `${root} ` : ""}${flags || "(no flags)"}`,
+  flags: [...words(flags), "--trace-gc"],
+  script: root ? resolve(root, "src/main.ts") : "src/main.ts",
+});
+const VARIANTS = [variant("A", args.a, args["a-root"]), variant("B", args.b, args["b-root"])] as const;
 
 interface Served {
   name: string;
@@ -67,7 +75,7 @@ const say = (m: string) => process.stderr.write(`bench: ${m}\n`);
 const base = process.env.BENCH_POSTGRES_URL ?? LOCAL_POSTGRES;
 const cleanups: (() => Promise<unknown>)[] = [];
 try {
-  const urls = await createShardDatabases(base, 1, `bench_flags_${process.pid}`);
+  const urls = await createShardDatabases(base, 1, `bench_ab_${process.pid}`);
   cleanups.push(() => dropShardDatabases(urls));
   await migrateShards(urls);
   const seed = await seedOrders(urls[0] as string, { orders, users: Math.round(orders / 20) }, say);
@@ -81,7 +89,7 @@ try {
     const out = { text: "", from: 0, to: 0 };
     const server = await startServer(
       v.name,
-      "src/main.ts",
+      v.script,
       {
         ...testAuthEnv,
         SHARD_URLS: urls.join(","),
