@@ -20,6 +20,8 @@ export interface CaseRow {
   case: Pick<Case, "scope" | "sort" | "page"> & { filter: string };
   measured: Measured | null;
   plan: PlanSummary | null;
+  /** The server's collections while the case was measured (from its /metrics), and their pause total. */
+  serverGc?: { count: Record<string, number>; ms: number };
   skipped?: string;
 }
 
@@ -39,6 +41,10 @@ const COLUMNS: [string, (r: CaseRow) => string][] = [
   ["pg CPU ms/call", (r) => r.measured?.postgresCpuMsPerCall.toFixed(2) ?? "-"],
   ["load CPU ms/call", (r) => r.measured?.clientCpuMsPerCall.toFixed(2) ?? "-"],
   ["box busy", (r) => (r.measured ? `${(r.measured.machineBusy * 100).toFixed(0)}%` : "-")],
+  [
+    "srv GC ms (mark-compacts)",
+    (r) => (r.serverGc ? `${r.serverGc.ms.toFixed(1)} (${r.serverGc.count.major ?? 0})` : "-"),
+  ],
   ["orders/page", (r) => r.measured?.ordersPerPage.toFixed(1) ?? "-"],
   ["SQL ms", (r) => r.plan?.executionMs.toFixed(2) ?? "-"],
   ["index", (r) => r.plan?.indexes.join(", ") || "-"],
@@ -75,7 +81,9 @@ export function table(seed: OrderSeed, rows: CaseRow[]): string {
       `server issues them after paging there); "SQL ms", "rows read" (rows the scans returned or filtered ` +
       `out), "buffers" and "sorted rows" from EXPLAIN (ANALYZE, BUFFERS) of the list statement (of the ` +
       `first deep position for deep pages); "!" marks p99 > ${P99_TARGET_MS} ms; ` +
-      `"box busy" = the machine's CPU busy share meanwhile (above ~60% on 2 cores, other work competed).`,
+      `"box busy" = the machine's CPU busy share meanwhile (above ~60% on 2 cores, other work competed); ` +
+      `"srv GC ms" = the server's GC pauses meanwhile (all kinds, from its /metrics), with its ` +
+      `mark-compacts counted; the client collects its own garbage before each case.`,
     "",
   ];
   const skipped = rows.filter((r) => r.skipped).map((r) => `${label(r)}: ${r.skipped}`);

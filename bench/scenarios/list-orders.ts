@@ -24,6 +24,7 @@ import { openSession } from "../lib/h2-grpc.js";
 import { type ServerProcess, startServer, waitForPort } from "../lib/processes.js";
 import type { ScenarioContext, ScenarioResult } from "../lib/scenario.js";
 import { type OrderSeed, seedOrders } from "../lib/seed-orders.js";
+import { gcBetween, serverGc } from "../lib/server-gc.js";
 import {
   type Case,
   cases,
@@ -130,7 +131,7 @@ export async function runListOrders(
   const session = await openSession(grpcPort);
   ctx.cleanups.push(async () => session.close());
   const all = cases(Date.parse(seed.createdRange[1]), seed.heavy, seed.typical);
-  const rows = await runCases(ctx, all, { session, server, shard, seed, size });
+  const rows = await runCases(ctx, all, { session, server, port, shard, seed, size });
   const failed = rows.filter((r) => r.skipped?.startsWith("failed")).length;
   const errors = failed + rows.reduce((n, r) => n + (r.measured?.errors ?? 0), 0);
   for (const r of rows.filter((x) => x.measured?.firstError || x.skipped?.startsWith("failed")).slice(0, 3))
@@ -152,6 +153,8 @@ export async function runListOrders(
 interface Env {
   session: ClientHttp2Session;
   server: ServerProcess;
+  /** The server's main port, for its /metrics. */
+  port: number;
   shard: Shard;
   seed: OrderSeed;
   size: ReturnType<typeof sizes>;
@@ -217,6 +220,7 @@ async function runCases(ctx: ScenarioContext, all: Case[], env: Env): Promise<Ca
         : request(c, tokenAfter(serverToken, keyOf(c.sort, keys[n % keys.length] as OrderKey)));
     for (let w = 0; w < env.size.warmCalls; w++) await listOrders(env.session, bearer(c), next(w + 1));
     collectClientGarbage();
+    const gc0 = await serverGc(env.port);
     const measured = await measure({
       session: env.session,
       bearer: bearer(c),
@@ -227,10 +231,11 @@ async function runCases(ctx: ScenarioContext, all: Case[], env: Env): Promise<Ca
       minCalls: env.size.minCalls,
       seconds: env.size.caseSeconds,
     });
+    const serverGcs = gcBetween(gc0, await serverGc(env.port));
     const after = c.page === "deep" ? keyOf(c.sort, keys[0] as OrderKey) : null;
     const { sql, params } = listOrdersStatement(query(c), after, PAGE_SIZE + 1);
     const plan = await explain(env.shard.fork(), sql, params);
-    rows.push({ case: tag, measured, plan });
+    rows.push({ case: tag, measured, plan, serverGc: serverGcs });
   }
   return rows;
 }
