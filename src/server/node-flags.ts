@@ -14,7 +14,7 @@
  * space once most of them have survived a scavenge. Under RPC load it decided that for sites of the
  * per-call path (grpc-js's call objects, connect's handler context), and each pretenured object then
  * kept the young objects it points to alive through every scavenge until they were promoted too:
- * about 11 KB per ListOrders call went to old space, which filled, and the mark-compacts that
+ * about 10 KB per ListOrders call went to old space, which filled, and the mark-compacts that
  * emptied it paused the server 20-50 ms every 15-30 s. Measured with `npm run bench:server-ab` (two
  * servers in turns, same run, 60 s each): old-space growth 0.02 against 0.71 MB per scavenge,
  * scavenge pause p50 1.2 against 3.0 ms, 1 mark-compact (9 ms) against 2 (58 ms), same CPU per call.
