@@ -2,8 +2,8 @@
  * `node --import tsx bench/gc-survival.ts [--seconds 5]` (npm run bench:gc)
  *
  * Two per-call patterns that made a server's minor GCs slow, each against what the product uses now,
- * side by side in one run. Each variant runs in its own Node process with --trace-gc for `seconds`,
- * one operation at a time:
+ * side by side in one run. Each variant runs in its own Node process with --trace-gc and the server's
+ * Node flags (SERVER_NODE_FLAGS) for `seconds`, one operation at a time:
  * - pg: `await client.query(text, values)` of a 21-row page, with pg's own Client (the promise form,
  *   as kysely and so MikroORM call it) and with the shard pools' CallbackQueryClient
  *   (src/shard/pg-query-client.ts);
@@ -19,10 +19,12 @@ import { createRequire } from "node:module";
 import { parseArgs } from "node:util";
 import { withPg } from "../src/embedded/pg-client.js";
 import { linkSignals } from "../src/server/signals.js";
+import { SERVER_NODE_FLAGS } from "../src/server/node-flags.js";
 import { CallbackQueryClient } from "../src/shard/pg-query-client.js";
 import { LOCAL_POSTGRES } from "../test/harness/shard-databases.js";
 import { quantile } from "./lib/quantile.js";
 import { markdownTable } from "./lib/report.js";
+import { parseTraceGc } from "./lib/trace-gc.js";
 
 const VARIANTS = ["pg Client", "CallbackQueryClient", "AbortSignal.any", "linkSignals"] as const;
 type Variant = (typeof VARIANTS)[number];
@@ -90,6 +92,7 @@ function measure(variant: Variant, url: string): Promise<Measured> {
     process.execPath,
     [
       "--trace-gc",
+      ...SERVER_NODE_FLAGS,
       "--import",
       "tsx",
       import.meta.filename,
@@ -111,21 +114,10 @@ function measure(variant: Variant, url: string): Promise<Measured> {
     child.once("exit", (code) => {
       if (code !== 0) return reject(new Error(`${variant} exited with ${code}`));
       const ops = Number(/^ops (\d+)$/m.exec(out)?.[1] ?? Number.NaN);
-      const pauses: number[] = [];
-      const growth: number[] = [];
-      let lastAfter: number | null = null;
-      for (const line of out.split("\n")) {
-        if (line.includes("Mark-Compact")) lastAfter = null;
-        const m =
-          /Scavenge [\d.]+ \([\d.]+\) -> ([\d.]+) \([\d.]+\) MB, (?:pooled: [\d.]+ MB, )?([\d.]+) \//.exec(
-            line,
-          );
-        if (!m) continue;
-        const after = Number(m[1]);
-        pauses.push(Number(m[2]));
-        if (lastAfter !== null) growth.push(after - lastAfter);
-        lastAfter = after;
-      }
+      // The old form of this parse also reset growth at a mark-compact line, as parseTraceGc does.
+      const gc = parseTraceGc(out);
+      const pauses = [...gc.scavengePauses];
+      const growth = gc.growthPerScavenge;
       pauses.sort((a, b) => a - b);
       const at = (q: number) => quantile(pauses, q, 0);
       resolve({

@@ -28,10 +28,11 @@ import { startRedisNodes } from "../test/harness/redis-nodes.js";
 import { createShardDatabases, dropShardDatabases, LOCAL_POSTGRES } from "../test/harness/shard-databases.js";
 import { collectClientGarbage } from "./lib/client-gc.js";
 import { openSession } from "./lib/h2-grpc.js";
-import { type ServerProcess, startServer, waitForPort } from "./lib/processes.js";
+import { productEnv, type ServerProcess, startServer, waitForPort } from "./lib/processes.js";
 import { quantile } from "./lib/quantile.js";
 import { markdownTable } from "./lib/report.js";
 import { seedOrders } from "./lib/seed-orders.js";
+import { parseTraceGc } from "./lib/trace-gc.js";
 import { type Case, cases, request } from "./scenarios/list-orders-cases.js";
 import { listOrders, timedListOrders } from "./scenarios/list-orders-measure.js";
 
@@ -91,19 +92,7 @@ try {
     const server = await startServer(
       v.name,
       v.script,
-      {
-        ...testAuthEnv,
-        SHARD_URLS: urls.join(","),
-        REDIS_URLS: redis.urls.join(","),
-        PORT: String(port),
-        GRPC_PORT: String(grpcPort),
-        HOST: "127.0.0.1",
-        MIGRATE_ON_START: "false",
-        RATE_LIMIT_USER_RPS: "0",
-        RATE_LIMIT_SERVICE_RPS: "0",
-        DRAIN_TIMEOUT_MS: "1000",
-        LOG_LEVEL: "warn",
-      },
+      productEnv({ shardUrls: urls, redisUrls: redis.urls, port, grpcPort, auth: testAuthEnv }),
       port,
       {
         nodeFlags: v.flags,
@@ -233,28 +222,10 @@ interface Summary {
 /** Latencies and the measured part of one server's --trace-gc lines. */
 function summarise(s: Served): Summary {
   const lat = [...s.latencies].sort((a, b) => a - b);
-  const pauses: number[] = [];
-  const growth: number[] = [];
-  const marks: number[] = [];
-  let lastAfter: number | null = null;
-  for (const line of s.out.text.slice(s.out.from, s.out.to).split("\n")) {
-    const mc =
-      /Mark-Compact [\d.]+ \([\d.]+\) -> [\d.]+ \([\d.]+\) MB, (?:pooled: [\d.]+ MB, )?([\d.]+) \//.exec(
-        line,
-      );
-    if (mc) {
-      marks.push(Number(mc[1]));
-      lastAfter = null; // a mark-compact frees old space: growth is counted between scavenges only
-      continue;
-    }
-    const m =
-      /Scavenge [\d.]+ \([\d.]+\) -> ([\d.]+) \([\d.]+\) MB, (?:pooled: [\d.]+ MB, )?([\d.]+) \//.exec(line);
-    if (!m) continue;
-    const after = Number(m[1]);
-    pauses.push(Number(m[2]));
-    if (lastAfter !== null) growth.push(after - lastAfter);
-    lastAfter = after;
-  }
+  const gc = parseTraceGc(s.out.text.slice(s.out.from, s.out.to));
+  const pauses = [...gc.scavengePauses];
+  const growth = gc.growthPerScavenge;
+  const marks = gc.markCompactPauses;
   pauses.sort((a, b) => a - b);
   return {
     name: s.name,

@@ -19,6 +19,32 @@ export interface ServerProcess {
 
 const TICK_MS = 10; // CLK_TCK is 100 on Linux x86-64
 
+/**
+ * The product server's environment for a bench: its shards and Redis nodes, the one port and the
+ * native gRPC port on loopback, test auth, no rate limits, a short drain, warnings only.
+ */
+export function productEnv(opts: {
+  shardUrls: string[];
+  redisUrls: string[];
+  port: number;
+  grpcPort: number;
+  auth: Record<string, string>;
+}): Record<string, string> {
+  return {
+    ...opts.auth,
+    SHARD_URLS: opts.shardUrls.join(","),
+    REDIS_URLS: opts.redisUrls.join(","),
+    PORT: String(opts.port),
+    GRPC_PORT: String(opts.grpcPort),
+    HOST: "127.0.0.1",
+    MIGRATE_ON_START: "false",
+    RATE_LIMIT_USER_RPS: "0",
+    RATE_LIMIT_SERVICE_RPS: "0",
+    DRAIN_TIMEOUT_MS: "1000",
+    LOG_LEVEL: "warn",
+  };
+}
+
 /** What a comparison changes about one server process. */
 export interface ServerOptions {
   /** Node/V8 flags instead of the product's SERVER_NODE_FLAGS (BENCH_SERVER_NODE_FLAGS still follow). */

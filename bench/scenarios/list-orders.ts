@@ -21,7 +21,7 @@ import {
 } from "../../test/harness/shard-databases.js";
 import { collectClientGarbage } from "../lib/client-gc.js";
 import { openSession } from "../lib/h2-grpc.js";
-import { type ServerProcess, startServer, waitForPort } from "../lib/processes.js";
+import { productEnv, type ServerProcess, startServer, waitForPort } from "../lib/processes.js";
 import type { ScenarioContext, ScenarioResult } from "../lib/scenario.js";
 import { type OrderSeed, seedOrders } from "../lib/seed-orders.js";
 import { gcBetween, serverGc } from "../lib/server-gc.js";
@@ -99,19 +99,7 @@ export async function runListOrders(
   const server = await startServer(
     "product",
     "src/main.ts",
-    {
-      ...testAuthEnv,
-      SHARD_URLS: urls.join(","),
-      REDIS_URLS: redis.urls.join(","),
-      PORT: String(port),
-      GRPC_PORT: String(grpcPort),
-      HOST: "127.0.0.1",
-      MIGRATE_ON_START: "false",
-      RATE_LIMIT_USER_RPS: "0",
-      RATE_LIMIT_SERVICE_RPS: "0",
-      DRAIN_TIMEOUT_MS: "1000",
-      LOG_LEVEL: "warn",
-    },
+    productEnv({ shardUrls: urls, redisUrls: redis.urls, port, grpcPort, auth: testAuthEnv }),
     port,
   );
   ctx.cleanups.push(() => server.stop());
