@@ -22,7 +22,7 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { choosePort } from "../src/embedded/processes.js";
 import { SERVER_NODE_FLAGS } from "../src/server/node-flags.js";
-import { testAuthEnv, token, userToken } from "../test/harness/auth.js";
+import { testAuthEnv } from "../test/harness/auth.js";
 import { migrateShards } from "../test/harness/global-setup.js";
 import { startRedisNodes } from "../test/harness/redis-nodes.js";
 import { createShardDatabases, dropShardDatabases, LOCAL_POSTGRES } from "../test/harness/shard-databases.js";
@@ -33,7 +33,7 @@ import { quantile } from "./lib/quantile.js";
 import { markdownTable } from "./lib/report.js";
 import { seedOrders } from "./lib/seed-orders.js";
 import { parseTraceGc } from "./lib/trace-gc.js";
-import { type Case, cases, request } from "./scenarios/list-orders-cases.js";
+import { bearers, cases, request } from "./scenarios/list-orders-cases.js";
 import { listOrders, timedListOrders } from "./scenarios/list-orders-measure.js";
 
 const SLOW_MS = 10;
@@ -109,14 +109,7 @@ try {
   const firstPages = cases(Date.parse(seed.createdRange[1]), seed.heavy, seed.typical).filter(
     (c) => c.page === "first",
   );
-  const tokens = new Map<string | null, string>([[null, token({ scopes: ["operator"], expiresInS: 3600 })]]);
-  const bearer = (c: Case): string => {
-    const known = tokens.get(c.userId);
-    if (known) return known;
-    const t = userToken(c.userId as string);
-    tokens.set(c.userId, t);
-    return t;
-  };
+  const bearer = bearers();
   const sessions = await Promise.all(served.map((s) => openSession(s.grpcPort)));
   cleanups.push(async () => {
     for (const s of sessions) s.close();

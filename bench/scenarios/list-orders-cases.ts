@@ -16,6 +16,7 @@ import { STATUS } from "../../src/order/order.messages.js";
 import type { OrderStatus } from "../../src/order/order.model.js";
 import type { ListOrdersQuery } from "../../src/order/order.queries.js";
 import { encodePageToken } from "../../src/shard/page-token.js";
+import { token, userToken } from "../../test/harness/auth.js";
 import type { SeededBuyer } from "../lib/seed-orders.js";
 
 export type Scope =
@@ -90,6 +91,21 @@ export function cases(newestMs: number, heavy: SeededBuyer, typical: SeededBuyer
 }
 
 /** The gRPC request of a case. */
+/**
+ * The bearer token for a case's caller: the operator's, or the case's buyer's. One token per caller,
+ * reused as a client would (the server caches verified tokens).
+ */
+export function bearers(): (c: Case) => string {
+  const tokens = new Map<string | null, string>([[null, token({ scopes: ["operator"], expiresInS: 3600 })]]);
+  return (c) => {
+    const known = tokens.get(c.userId);
+    if (known) return known;
+    const t = userToken(c.userId as string);
+    tokens.set(c.userId, t);
+    return t;
+  };
+}
+
 export function request(c: Case, pageToken = ""): ListOrdersRequest {
   const f = c.filter;
   return create(ListOrdersRequestSchema, {

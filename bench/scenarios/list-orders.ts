@@ -11,7 +11,7 @@ import { choosePort } from "../../src/embedded/processes.js";
 import type { OrderStatus } from "../../src/order/order.model.js";
 import { listOrdersStatement } from "../../src/order/order.queries.js";
 import type { Shard } from "../../src/shard/shards.js";
-import { testAuthEnv, token, userToken } from "../../test/harness/auth.js";
+import { testAuthEnv } from "../../test/harness/auth.js";
 import { migrateShards } from "../../test/harness/global-setup.js";
 import { startRedisNodes } from "../../test/harness/redis-nodes.js";
 import {
@@ -26,6 +26,7 @@ import type { ScenarioContext, ScenarioResult } from "../lib/scenario.js";
 import { type OrderSeed, seedOrders } from "../lib/seed-orders.js";
 import { gcBetween, serverGc } from "../lib/server-gc.js";
 import {
+  bearers,
   type Case,
   cases,
   inListing,
@@ -150,15 +151,7 @@ interface Env {
 
 /** Measures and EXPLAINs every case in turn. */
 async function runCases(ctx: ScenarioContext, all: Case[], env: Env): Promise<CaseRow[]> {
-  // One token per caller, reused as a client would (the server caches verified tokens).
-  const tokens = new Map<string | null, string>([[null, token({ scopes: ["operator"], expiresInS: 3600 })]]);
-  const bearer = (c: Case): string => {
-    const known = tokens.get(c.userId);
-    if (known) return known;
-    const t = userToken(c.userId as string);
-    tokens.set(c.userId, t);
-    return t;
-  };
+  const bearer = bearers();
   const backends = async () =>
     new Set(
       (
