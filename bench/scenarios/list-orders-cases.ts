@@ -188,6 +188,30 @@ export function tokenAfter(serverToken: string, key: string[]): string {
   return encodePageToken({ after: key }, listing);
 }
 
+/**
+ * The case's filters as an SQL condition on orders (inListing's, in SQL): where a random sample of
+ * the scope holds too few orders of a rare filter's listing, deep-page positions are sampled from
+ * the listing itself.
+ */
+export function filterCondition(c: Case): { sql: string; params: unknown[] } {
+  const f = c.filter;
+  const where: string[] = [];
+  const params: unknown[] = [];
+  const add = (sql: string, ...values: unknown[]) => {
+    where.push(sql);
+    params.push(...values);
+  };
+  if (f.includeArchived !== true) add("not archived");
+  if (f.createdAfterMs !== undefined)
+    add("created_at >= ?::timestamptz", new Date(f.createdAfterMs).toISOString());
+  if (f.createdBeforeMs !== undefined)
+    add("created_at < ?::timestamptz", new Date(f.createdBeforeMs).toISOString());
+  if (f.statuses !== undefined) add("status in (?)", f.statuses);
+  if (f.minTotalMinor !== undefined) add("total_minor >= ?", f.minTotalMinor);
+  if (f.maxTotalMinor !== undefined) add("total_minor <= ?", f.maxTotalMinor);
+  return { sql: where.length > 0 ? where.join(" and ") : "true", params };
+}
+
 /** The scope's SQL condition (on orders), to sample deep-page positions from. */
 export function scopeCondition(c: Case): { sql: string; params: unknown[] } {
   if (c.userId !== null) return { sql: "user_id = ?", params: [c.userId] };

@@ -29,6 +29,7 @@ import {
   bearers,
   type Case,
   cases,
+  filterCondition,
   inListing,
   keyOf,
   type OrderKey,
@@ -189,6 +190,9 @@ async function runCases(ctx: ScenarioContext, all: Case[], env: Env): Promise<Ca
         continue;
       }
       keys = (await scopeSample(env, c, deepKeys)).filter((k) => inListing(c, k)).slice(0, env.size.deepKeys);
+      // A rare filter's listing can hold too few of the scope's random sample: sample the listing.
+      if (keys.length < env.size.deepKeys)
+        keys = (await listingSample(env, c)).filter((k) => inListing(c, k));
       if (keys.length === 0) {
         rows.push({ case: tag, measured: null, plan: null, skipped: "no sampled order in the listing" });
         continue;
@@ -228,25 +232,36 @@ async function runCases(ctx: ScenarioContext, all: Case[], env: Env): Promise<Ca
 async function scopeSample(env: Env, c: Case, cache: Map<string, OrderKey[]>): Promise<OrderKey[]> {
   const cached = cache.get(c.scope);
   if (cached) return cached;
-  const where = scopeCondition(c);
-  const keys = (
-    await env.shard
-      .fork()
-      .execute<
-        { id: string; total_key: string; created_us: string; status: OrderStatus; archived: boolean }[]
-      >(
-        `select id, total_minor::text as total_key, status, archived,
+  const keys = await randomOrders(env, [scopeCondition(c)], env.size.scopeSample);
+  cache.set(c.scope, keys);
+  return keys;
+}
+
+/** `deepKeys` random top-level orders of the case's own listing (its scope and its filters). */
+function listingSample(env: Env, c: Case): Promise<OrderKey[]> {
+  return randomOrders(env, [scopeCondition(c), filterCondition(c)], env.size.deepKeys);
+}
+
+/** Up to `limit` random top-level orders meeting every condition. */
+async function randomOrders(
+  env: Env,
+  conditions: { sql: string; params: unknown[] }[],
+  limit: number,
+): Promise<OrderKey[]> {
+  const rows = await env.shard
+    .fork()
+    .execute<{ id: string; total_key: string; created_us: string; status: OrderStatus; archived: boolean }[]>(
+      `select id, total_minor::text as total_key, status, archived,
          (extract(epoch from created_at) * 1000000)::bigint::text as created_us
-       from orders where parent_order_id is null and ${where.sql} order by random() limit ?`,
-        [...where.params, env.size.scopeSample],
-      )
-  ).map((r) => ({
+       from orders where parent_order_id is null and ${conditions.map((w) => `(${w.sql})`).join(" and ")}
+       order by random() limit ?`,
+      [...conditions.flatMap((w) => w.params), limit],
+    );
+  return rows.map((r) => ({
     id: r.id,
     totalKey: r.total_key,
     createdUs: r.created_us,
     status: r.status,
     archived: r.archived,
   }));
-  cache.set(c.scope, keys);
-  return keys;
 }
