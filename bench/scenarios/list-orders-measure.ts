@@ -1,8 +1,10 @@
 /**
- * Scenario 5's gRPC client and its measurement: node:http2 over h2c and protobuf-es, no gRPC library
- * (its own cost per call is reported), one call in flight, so a latency is the call's and not a
- * queue's. Server CPU from /proc; Postgres CPU of the shard database's backends only (other work on
- * the same Postgres server is not counted).
+ * Scenario 5's gRPC clients and its measurement. The measured calls come from h2load (C, one h2c
+ * connection, one call in flight, so a latency is the call's and not a queue's, and the load
+ * generator costs the 2 shared cores little); a small node:http2 + protobuf-es client makes the
+ * calls whose answers must be read (the server's page token, each request checked once). Server
+ * CPU from /proc; Postgres CPU of the shard database's backends only (other work on the same
+ * Postgres server is not counted).
  */
 import type { ClientHttp2Session } from "node:http2";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -13,6 +15,7 @@ import {
   ListOrdersResponseSchema,
 } from "../../gen/shop/order/v1/order_pb.js";
 import { frame, startCall } from "../lib/h2-grpc.js";
+import { codesBetween, h2loadGrpc, rpcCodes } from "../lib/h2load.js";
 import { machineCpu, postgresCpu, type ServerProcess } from "../lib/processes.js";
 import { quantile } from "../lib/quantile.js";
 
@@ -119,6 +122,7 @@ export interface Measured {
   samples: number[];
   serverCpuMsPerCall: number;
   postgresCpuMsPerCall: number;
+  /** The load generator's (h2load's) CPU per call. */
   clientCpuMsPerCall: number;
   ordersPerPage: number;
   /** Share of the machine's CPU time that was busy meanwhile, 0-1 (others' work shows here). */
@@ -130,55 +134,72 @@ function backendsCpu(pids: Set<string>): Map<string, number> {
   return new Map([...postgresCpu()].filter(([pid]) => pids.has(pid)));
 }
 
+const SERVICE = "shop.order.v1.OrderService";
+
 /**
- * Sequential calls, one in flight: `calls` of them, or fewer once `seconds` have passed (but at least
- * `minCalls`). `next(i)` builds the i-th request; `backends()` lists the shard's backend pids.
+ * Sequential calls from h2load, one in flight: `calls` in all, spread evenly over `requests` (one
+ * h2load run each, on its own connection; each run's first call is dropped as the connection's
+ * warm-up). The server's /metrics (on `metricsPort`) must count every call of the runs as OK, or
+ * the others are errors. `backends()` lists the shard's backend pids.
  */
 export async function measure(opts: {
-  session: ClientHttp2Session;
+  grpcPort: number;
+  metricsPort: number;
   bearer: string;
   server: ServerProcess;
   backends: () => Promise<Set<string>>;
-  next: (i: number) => ListOrdersRequest;
+  requests: ListOrdersRequest[];
   calls: number;
-  minCalls: number;
-  seconds: number;
+  /** Orders per page, as the caller counted them on a decoded answer of each request. */
+  ordersPerPage: number;
 }): Promise<Measured> {
   const latencies: number[] = [];
-  let errors = 0;
-  let orders = 0;
-  let firstError: string | null = null;
+  let failed = 0;
+  let loadCpuMs = 0;
+  const perRun = Math.max(1, Math.ceil(opts.calls / opts.requests.length));
   const pids = await opts.backends();
-  const [srv0, pg0, cpu0, box0] = [opts.server.cpuMs(), backendsCpu(pids), process.cpuUsage(), machineCpu()];
-  const until = performance.now() + opts.seconds * 1000;
-  for (let i = 0; i < opts.calls && (i < opts.minCalls || performance.now() < until); i++) {
-    const r = await timedListOrders(opts.session, opts.bearer, opts.next(i));
-    latencies.push(r.ms);
-    if (r.error !== null) {
-      errors++;
-      firstError ??= r.error;
-    } else orders += r.orders;
+  const codes0 = await rpcCodes(opts.metricsPort, SERVICE, "ListOrders");
+  const [srv0, pg0, box0] = [opts.server.cpuMs(), backendsCpu(pids), machineCpu()];
+  for (const req of opts.requests) {
+    const run = await h2loadGrpc({
+      port: opts.grpcPort,
+      path: PATH,
+      body: frame(toBinary(ListOrdersRequestSchema, req)),
+      bearer: opts.bearer,
+      calls: perRun,
+    });
+    latencies.push(...run.latenciesMs);
+    failed += run.failed;
+    loadCpuMs += run.cpuMs;
   }
-  const [cpu, box] = [process.cpuUsage(cpu0), machineCpu()];
+  const box = machineCpu();
   const serverMs = opts.server.cpuMs() - srv0;
   for (const pid of await opts.backends()) pids.add(pid);
   let pgMs = 0;
   for (const [pid, ms] of backendsCpu(pids)) pgMs += ms - (pg0.get(pid) ?? 0);
+  const codes = codesBetween(codes0, await rpcCodes(opts.metricsPort, SERVICE, "ListOrders"));
+  const sent = opts.requests.length * (perRun + 1);
+  const notOk = Object.entries(codes).filter(([code]) => code !== "ok");
+  const errors = Math.max(failed, sent - (codes.ok ?? 0));
   const n = latencies.length;
   latencies.sort((a, b) => a - b);
   const at = (q: number) => quantile(latencies, q, 0);
   return {
     calls: n,
     errors,
-    firstError,
+    firstError:
+      errors === 0
+        ? null
+        : `${failed} calls without HTTP 200; the server counted ${codes.ok ?? 0} OK of ${sent}` +
+          (notOk.length > 0 ? ` (${notOk.map(([c, k]) => `${k} ${c}`).join(", ")})` : ""),
     p50Ms: at(0.5),
     p99Ms: at(0.99),
     maxMs: latencies[n - 1] ?? 0,
     samples: latencies,
-    serverCpuMsPerCall: serverMs / Math.max(1, n),
-    postgresCpuMsPerCall: pgMs / Math.max(1, n),
-    clientCpuMsPerCall: (cpu.user + cpu.system) / 1000 / Math.max(1, n),
-    ordersPerPage: orders / Math.max(1, n - errors),
+    serverCpuMsPerCall: serverMs / Math.max(1, sent),
+    postgresCpuMsPerCall: pgMs / Math.max(1, sent),
+    clientCpuMsPerCall: loadCpuMs / Math.max(1, sent),
+    ordersPerPage: opts.ordersPerPage,
     machineBusy: (box.busyMs - box0.busyMs) / Math.max(1, box.totalMs - box0.totalMs),
   };
 }

@@ -77,13 +77,14 @@ export function table(seed: OrderSeed, rows: CaseRow[]): string {
     `Orders per buyer: median ${seed.perBuyer.median}, p99 ${seed.perBuyer.p99}, max ${seed.perBuyer.max} ` +
       `(heavy buyer ${seed.heavy.orders}, typical ${seed.typical.orders}); totals p50 ${seed.totals.p50}, ` +
       `p99 ${seed.totals.p99}, max ${seed.totals.max} minor units; ${statuses}; archived ${pct(seed.archived)}.`,
-    `One call in flight, page_size 20; "deep" = page tokens after random orders of the listing (as the ` +
-      `server issues them after paging there); "SQL ms", "rows read" (rows the scans returned or filtered ` +
+    `Calls from h2load, one in flight on one h2c connection, page_size 20 (each run's first call, the ` +
+      `connection's first, is dropped); "deep" = page tokens after 10 random orders of the listing (as the ` +
+      `server issues them after paging there), one h2load run after each; "load CPU" = h2load's; "SQL ms", "rows read" (rows the scans returned or filtered ` +
       `out), "buffers" and "sorted rows" from EXPLAIN (ANALYZE, BUFFERS) of the list statement (of the ` +
       `first deep position for deep pages); "!" marks p99 > ${P99_TARGET_MS} ms; ` +
       `"box busy" = the machine's CPU busy share meanwhile (above ~60% on 2 cores, other work competed); ` +
       `"srv GC ms" = the server's GC pauses meanwhile (all kinds, from its /metrics), with its ` +
-      `mark-compacts counted; the client collects its own garbage before each case.`,
+      `mark-compacts counted.`,
     "",
   ];
   const skipped = rows.filter((r) => r.skipped).map((r) => `${label(r)}: ${r.skipped}`);

@@ -1,8 +1,8 @@
 /**
  * `node --import tsx bench/scenarios/list-orders.main.ts [--smoke] [--duration 10] [--warmup 2] [--orders 1000000] [--users 50000] [--json file]`
  * Runs issue 5's scenario 5 (ListOrders at 1M orders on a shard) alone and prints its table and
- * checks, until bench/run.ts runs it. --duration scales the calls per case (at least 30 x duration,
- * then up to 40 x duration within duration / 10 s); --warmup is seconds of calls over every case before measuring. Exit 2 on a consistency violation, 3 on failed calls.
+ * checks, until bench/run.ts runs it. --duration scales the calls per case (40 x duration, from
+ * h2load); --warmup is seconds of calls over every case before measuring. Exit 2 on a consistency violation, 3 on failed calls.
  */
 import { runAlone } from "../lib/scenario.js";
 import { runListOrders } from "./list-orders.js";

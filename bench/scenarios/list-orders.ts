@@ -19,7 +19,6 @@ import {
   dropShardDatabases,
   openTestShards,
 } from "../../test/harness/shard-databases.js";
-import { collectClientGarbage } from "../lib/client-gc.js";
 import { openSession } from "../lib/h2-grpc.js";
 import { productEnv, type ServerProcess, startServer, waitForPort } from "../lib/processes.js";
 import type { ScenarioContext, ScenarioResult } from "../lib/scenario.js";
@@ -58,25 +57,20 @@ function sizes(ctx: ScenarioContext, opts: ListOrdersOptions) {
         orders,
         users,
         calls: 2,
-        minCalls: 1,
-        caseSeconds: 0.1,
-        warmCalls: 0,
-        deepKeys: 5,
+        deepKeys: 2,
         scopeSample: 2000,
         checkUsers: 30,
       }
     : {
         orders,
         users,
-        // At the default --duration 10, at least 300 calls per case and up to 400 within 1 s: a
-        // case's p99 is then its 4th- or 5th-worst call (nearest rank), not its 2nd- or 3rd-worst as
-        // with 100-200, so one stall of two calls does not decide a case. About 160 s for the 156 cases.
+        // At the default --duration 10, 400 calls per case: a case's p99 is then its 4th-worst call
+        // (nearest rank), so one stall of two or three calls does not decide a case. About 130 s for
+        // the 156 cases.
         calls: Math.max(20, Math.round(40 * ctx.duration)),
-        minCalls: Math.max(5, Math.round(30 * ctx.duration)),
-        caseSeconds: ctx.duration / 10,
-        warmCalls: 1,
-        deepKeys: 50,
-        // Enough that rare filters (~0.3% of orders) still get a dozen positions in everyone's list.
+        // Deep pages: 10 random positions of the listing, one h2load run of calls / 10 after each.
+        deepKeys: 10,
+        // Everyone's orders to pick deep positions from (a rare filter's listing is sampled itself).
         scopeSample: 5000,
         checkUsers: 100,
       };
@@ -121,7 +115,7 @@ export async function runListOrders(
   const session = await openSession(grpcPort);
   ctx.cleanups.push(async () => session.close());
   const all = cases(Date.parse(seed.createdRange[1]), seed.heavy, seed.typical);
-  const rows = await runCases(ctx, all, { session, server, port, shard, seed, size });
+  const rows = await runCases(ctx, all, { session, server, port, grpcPort, shard, seed, size });
   const failed = rows.filter((r) => r.skipped?.startsWith("failed")).length;
   const errors = failed + rows.reduce((n, r) => n + (r.measured?.errors ?? 0), 0);
   for (const r of rows.filter((x) => x.measured?.firstError || x.skipped?.startsWith("failed")).slice(0, 3))
@@ -145,6 +139,8 @@ interface Env {
   server: ServerProcess;
   /** The server's main port, for its /metrics. */
   port: number;
+  /** The server's native gRPC port (grpc-js), which h2load calls. */
+  grpcPort: number;
   shard: Shard;
   seed: OrderSeed;
   size: ReturnType<typeof sizes>;
@@ -199,22 +195,33 @@ async function runCases(ctx: ScenarioContext, all: Case[], env: Env): Promise<Ca
       }
     }
     const serverToken = first.res?.nextPageToken ?? "";
-    const next = (n: number) =>
+    // One h2load run per request: the first page, or each of the deepKeys random positions.
+    const requests =
       c.page === "first"
-        ? request(c)
-        : request(c, tokenAfter(serverToken, keyOf(c.sort, keys[n % keys.length] as OrderKey)));
-    for (let w = 0; w < env.size.warmCalls; w++) await listOrders(env.session, bearer(c), next(w + 1));
-    collectClientGarbage();
+        ? [request(c)]
+        : keys.map((k) => request(c, tokenAfter(serverToken, keyOf(c.sort, k))));
+    // Each request once through the Node client first: its answer decoded and its orders counted.
+    let orders = 0;
+    let failedFirst: string | null = null;
+    for (const req of requests) {
+      const r = await listOrders(env.session, bearer(c), req);
+      failedFirst ??= r.error;
+      orders += r.res?.orders.length ?? 0;
+    }
+    if (failedFirst !== null) {
+      rows.push({ case: tag, measured: null, plan: null, skipped: `failed: ${failedFirst}` });
+      continue;
+    }
     const gc0 = await serverGc(env.port);
     const measured = await measure({
-      session: env.session,
+      grpcPort: env.grpcPort,
+      metricsPort: env.port,
       bearer: bearer(c),
       server: env.server,
       backends,
-      next,
+      requests,
       calls: env.size.calls,
-      minCalls: env.size.minCalls,
-      seconds: env.size.caseSeconds,
+      ordersPerPage: orders / requests.length,
     });
     const serverGcs = gcBetween(gc0, await serverGc(env.port));
     const after = c.page === "deep" ? keyOf(c.sort, keys[0] as OrderKey) : null;
