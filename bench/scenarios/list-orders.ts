@@ -57,6 +57,7 @@ function sizes(ctx: ScenarioContext, opts: ListOrdersOptions) {
         orders,
         users,
         calls: 2,
+        warmSeconds: ctx.warmup,
         deepKeys: 2,
         scopeSample: 2000,
         checkUsers: 30,
@@ -68,6 +69,8 @@ function sizes(ctx: ScenarioContext, opts: ListOrdersOptions) {
         // (nearest rank), so one stall of two or three calls does not decide a case. About 130 s for
         // the 156 cases.
         calls: Math.max(20, Math.round(40 * ctx.duration)),
+        // --warmup (default 2 s) or 30 s, whichever is longer: see runCases.
+        warmSeconds: Math.max(30, ctx.warmup),
         // Deep pages: 10 random positions of the listing, one h2load run of calls / 10 after each.
         deepKeys: 10,
         // Everyone's orders to pick deep positions from (a rare filter's listing is sampled itself).
@@ -159,9 +162,10 @@ async function runCases(ctx: ScenarioContext, all: Case[], env: Env): Promise<Ca
           )
       ).map((r) => String(r.pid)),
     );
-  // Warm-up: every case's first page once, then round after round for ctx.warmup seconds (the
-  // server's JIT, its connection pool, the caches).
-  const warmUntil = performance.now() + ctx.warmup * 1000;
+  // Warm-up: every case's first page once, then round after round for warmSeconds (the server's
+  // JIT, its connection pool, the caches). After 2 s of it the first cases measured still took
+  // 1.5-2x the server CPU per call of the ones after them: 30 s by default.
+  const warmUntil = performance.now() + env.size.warmSeconds * 1000;
   for (let round = 0; round === 0 || performance.now() < warmUntil; round++)
     for (const c of all) await listOrders(env.session, bearer(c), request(c));
   const deepKeys = new Map<string, OrderKey[]>();
