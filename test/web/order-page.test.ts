@@ -164,6 +164,64 @@ describe("the order page in Chromium", () => {
     await page.close();
   }, 90_000);
 
+  it("shows the newest product list when answers arrive out of order, and keeps a typed quantity", async () => {
+    const transport = transportFor("connect-json-http1", app.port);
+    const inv = client(InventoryService, transport);
+    const name = `Web plate ${unique("p")}`;
+    const product = await seedProduct(inv, unique("seller"), { name, price: 800, stock: { main: 9 } });
+
+    const page = await browser.newPage();
+    const pageErrors = collectPageErrors(page);
+    await page.goto(`${allowed.origin}/`);
+    // The first ListProducts (the unfiltered list the token loads) is held until the search's has
+    // been shown; it then arrives last and must not replace the search's answer.
+    let release = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let listCalls = 0;
+    await page.route("**/shop.inventory.v1.InventoryService/ListProducts", async (route) => {
+      if (route.request().method() === "POST" && ++listCalls === 1) await held;
+      await route.continue();
+    });
+    const tokenInput = page.getByTestId("token");
+    await tokenInput.fill(userToken(unique("buyer")));
+    await tokenInput.press("Tab");
+    await expect.poll(() => listCalls, { timeout: STEP_MS, interval: 20 }).toBe(1);
+
+    await page.getByTestId("product-search").fill(name);
+    await page.getByTestId("search-products").click();
+    const rows = page.getByTestId("product-row");
+    await rows.first().waitFor({ timeout: STEP_MS });
+    expect(await rows.evaluateAll((all) => all.map((r) => r.getAttribute("data-product-id")))).toEqual([
+      product.id,
+    ]);
+
+    const stale = page.waitForResponse(
+      (res) => res.url().endsWith("/ListProducts") && res.request().method() === "POST",
+    );
+    release();
+    await stale;
+    // Give the page a turn to (wrongly) draw the stale answer before looking.
+    await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 100)));
+    expect(await rows.evaluateAll((all) => all.map((r) => r.getAttribute("data-product-id")))).toEqual([
+      product.id,
+    ]);
+
+    // A reload of the list (the search again) keeps what the buyer typed in the row.
+    await rows.first().getByTestId("quantity").fill("4");
+    const reloaded = page.waitForResponse(
+      (res) => res.url().endsWith("/ListProducts") && res.request().method() === "POST",
+    );
+    await page.getByTestId("search-products").click();
+    await reloaded;
+    await poll(() => page.getByTestId("search-products").isEnabled(), true);
+    expect(await rows.first().getByTestId("quantity").inputValue()).toBe("4");
+    expect(listCalls).toBe(3);
+    expect(pageErrors).toEqual([]);
+    await page.close();
+  }, 60_000);
+
   it("is refused by CORS from an origin that is not listed", async () => {
     const page = await browser.newPage();
     await page.goto(`${notAllowed.origin}/`);

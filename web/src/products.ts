@@ -17,15 +17,26 @@ export function initProducts(onReserve: ReserveHandler) {
   const search = byId<HTMLFormElement>("product-search");
   let nameContains = "";
   let nextPageToken = "";
+  // Loads can overlap (a reload after a reservation, a search typed meanwhile): only the latest
+  // one started is shown, so an older answer arriving last never replaces a newer list.
+  let latest = 0;
 
   async function load(append: boolean): Promise<void> {
+    const seq = ++latest;
     const page = await inventory.listProducts({
       nameContains,
       pageSize,
       pageToken: append ? nextPageToken : "",
     });
-    if (!append) rows.replaceChildren();
-    rows.append(...page.products.map((p) => productRow(p, onReserve)));
+    if (seq !== latest) return;
+    if (!append) {
+      // A quantity the buyer typed survives the list being redrawn under it.
+      const typed = typedQuantities(rows);
+      rows.replaceChildren();
+      rows.append(...page.products.map((p) => productRow(p, onReserve, typed.get(p.id))));
+    } else {
+      rows.append(...page.products.map((p) => productRow(p, onReserve)));
+    }
     nextPageToken = page.nextPageToken;
     more.hidden = nextPageToken === "";
     empty.hidden = rows.childElementCount > 0;
@@ -45,7 +56,18 @@ export function initProducts(onReserve: ReserveHandler) {
   };
 }
 
-function productRow(product: Product, onReserve: ReserveHandler): HTMLTableRowElement {
+/** The quantities typed into the shown rows, by product id (rows left at the default are not named). */
+function typedQuantities(rows: HTMLTableSectionElement): Map<string, string> {
+  const typed = new Map<string, string>();
+  for (const row of rows.querySelectorAll<HTMLTableRowElement>("tr[data-product-id]")) {
+    const input = row.querySelector<HTMLInputElement>("input[data-testid=quantity]");
+    const id = row.dataset.productId;
+    if (input && id && input.value !== input.defaultValue) typed.set(id, input.value);
+  }
+  return typed;
+}
+
+function productRow(product: Product, onReserve: ReserveHandler, typed?: string): HTMLTableRowElement {
   const available = product.stock.reduce((sum, level) => sum + level.available, 0n);
   const quantity = h("input", {
     type: "number",
@@ -55,6 +77,7 @@ function productRow(product: Product, onReserve: ReserveHandler): HTMLTableRowEl
     "aria-label": `Quantity of ${product.name}`,
     "data-testid": "quantity",
   });
+  if (typed !== undefined) quantity.value = typed;
   const reserve = h("button", { type: "button", "data-testid": "reserve" }, "Reserve");
   reserve.disabled = available === 0n;
   reserve.addEventListener("click", () => {
