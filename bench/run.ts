@@ -302,7 +302,8 @@ async function main(): Promise<number> {
       for (const shard of shards.shards) await shard.sql("vacuum (analyze)", []);
       await shards.shards[0]?.sql("checkpoint", []);
     }
-    const warm = opts.warmup > 0 ? await loads(opts.warmup, `${tag}w`) : null;
+    // Every warm-up's calls hold stock too: they are counted for the invariant check.
+    const warmups: LoadResult[][] = opts.warmup > 0 ? [await loads(opts.warmup, `${tag}w`)] : [];
     // Fresh tables start with no statistics: Postgres plans (and caches, per session, for foreign
     // key checks too) as if they were empty, and a growing table then gets sequential scans until
     // autovacuum's next ANALYZE. A live shard has statistics; give these the same.
@@ -311,17 +312,8 @@ async function main(): Promise<number> {
     // its statements again, and after the checkpoint each page's first change writes a full page to
     // the WAL. Measured right after the analyze, that burst was a stall of about a second (Postgres
     // busy, the server waiting) at the start of the side-by-side rows: p99 400-1000 ms, p50 as usual.
-    if (first.ratePerSecond !== undefined && opts.warmup > 0) {
-      // Their calls hold stock too: counted with the first warm-up's for the invariant check.
-      const again = await loads(opts.warmup, `${tag}a`);
-      for (const [j, r] of again.entries()) {
-        const w = warm?.[j];
-        if (w) {
-          w.calls += r.calls;
-          w.errors += r.errors;
-        }
-      }
-    }
+    if (first.ratePerSecond !== undefined && opts.warmup > 0)
+      warmups.push(await loads(opts.warmup, `${tag}a`));
     // Rows of one group share the server: its CPU (and Postgres') is theirs together, not per row.
     const [cpu0, pg0, box0] = [first.server.cpuMs(), postgresCpu(), machineCpu()];
     const results = await loads(opts.duration * (first.durationFactor ?? 1), `${tag}m`);
@@ -330,10 +322,10 @@ async function main(): Promise<number> {
     for (const [j, t] of group.entries()) {
       const r = results[j] as LoadResult;
       const units = t.pick().products.length; // held per successful call
-      const warmed = warm?.[j];
-      heldExpected += units * (r.calls - r.errors + (warmed ? warmed.calls - warmed.errors : 0));
-      // wrk drops the calls still in flight when its time is up; the server completes them anyway.
-      if (t.protocol !== grpc) uncounted += units * t.inFlight * (warmed ? 2 : 1);
+      const warmedOk = warmups.reduce((sum, w) => sum + ((w[j]?.calls ?? 0) - (w[j]?.errors ?? 0)), 0);
+      heldExpected += units * (r.calls - r.errors + warmedOk);
+      // wrk drops the calls still in flight when its time is up (each run); the server completes them anyway.
+      if (t.protocol !== grpc) uncounted += units * t.inFlight * (1 + warmups.length);
       const ok = r.calls - r.errors;
       const alone = group.length === 1;
       rows.push({

@@ -1,12 +1,14 @@
 /**
- * `node --import tsx bench/server-ab.ts [--a "<node flags>"] [--b "<node flags>"] [--a-root <dir>] [--b-root <dir>] [--seconds 20] [--orders 50000]`
+ * `node --import tsx bench/server-ab.ts [--a "<node flags>"] [--b "<node flags>"] [--a-root <dir>] [--b-root <dir>] [--seconds 20] [--orders 50000] [--calls-per-case 20]`
  * (npm run bench:server-ab)
  *
  * Two product servers under ListOrders, side by side in one run, that differ in their Node/V8 flags
  * (--a, --b) or in their code (--a-root, --b-root: another checkout of this repository, e.g. a
  * `git worktree` of an older commit with this one's node_modules linked in). Each runs src/main.ts
- * with --trace-gc, on one seeded shard and one Redis. One client calls them in turn, one call in
- * flight: round after round, every first-page case of scenario 5 (each scope, filter and sort)
+ * with --trace-gc, on one seeded shard and one Redis. They are called in turn, one call in flight,
+ * by h2load as in scenario 5 (bench/lib/h2load.ts: one h2c connection per run, its first call
+ * dropped, every call checked OK against the server's /metrics): round after round, every
+ * first-page case of scenario 5 (each scope, filter and sort), `--calls-per-case` calls each,
  * against one server and then the other (which goes first alternates), until each has served
  * `seconds` of calls. So both see the same machine, and a slow minute of it lands on both. Only the
  * GC lines printed while measuring count.
@@ -20,21 +22,23 @@
  */
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { toBinary } from "@bufbuild/protobuf";
+import { ListOrdersRequestSchema } from "../gen/shop/order/v1/order_pb.js";
 import { choosePort } from "../src/embedded/processes.js";
 import { SERVER_NODE_FLAGS } from "../src/server/node-flags.js";
 import { testAuthEnv } from "../test/harness/auth.js";
 import { migrateShards } from "../test/harness/global-setup.js";
 import { startRedisNodes } from "../test/harness/redis-nodes.js";
 import { createShardDatabases, dropShardDatabases, LOCAL_POSTGRES } from "../test/harness/shard-databases.js";
-import { collectClientGarbage } from "./lib/client-gc.js";
-import { openSession } from "./lib/h2-grpc.js";
+import { frame, openSession } from "./lib/h2-grpc.js";
+import { codesBetween, h2loadGrpc, rpcCodes } from "./lib/h2load.js";
 import { productEnv, type ServerProcess, startServer, waitForPort } from "./lib/processes.js";
 import { quantile } from "./lib/quantile.js";
 import { markdownTable } from "./lib/report.js";
 import { seedOrders } from "./lib/seed-orders.js";
 import { parseTraceGc } from "./lib/trace-gc.js";
 import { bearers, cases, request } from "./scenarios/list-orders-cases.js";
-import { listOrders, timedListOrders } from "./scenarios/list-orders-measure.js";
+import { listOrders } from "./scenarios/list-orders-measure.js";
 
 const SLOW_MS = 10;
 const NO_PRETENURING = "--no-allocation-site-pretenuring";
@@ -48,12 +52,16 @@ const { values: args } = parseArgs({
     "b-root": { type: "string" },
     seconds: { type: "string", default: "20" },
     orders: { type: "string", default: "50000" },
+    "calls-per-case": { type: "string", default: "20" },
   },
 });
 const seconds = Number(args.seconds);
 const orders = Number(args.orders);
 if (!(seconds > 0)) throw new Error(`--seconds must be a positive number (got ${args.seconds})`);
 if (!(Number.isInteger(orders) && orders >= 1000)) throw new Error(`--orders must be an integer >= 1000`);
+const callsPerCase = Number(args["calls-per-case"]);
+if (!(Number.isInteger(callsPerCase) && callsPerCase >= 1))
+  throw new Error(`--calls-per-case must be a positive integer (got ${args["calls-per-case"]})`);
 
 const variant = (label: string, flags: string, root: string | undefined) => ({
   name: `${label}: ${root ? `${root} ` : ""}${flags || "(no flags)"}`,
@@ -65,6 +73,7 @@ const VARIANTS = [variant("A", args.a, args["a-root"]), variant("B", args.b, arg
 interface Served {
   name: string;
   server: ServerProcess;
+  port: number;
   grpcPort: number;
   /** --trace-gc output so far, and where the measured part starts and ends in it. */
   out: { text: string; from: number; to: number };
@@ -103,7 +112,7 @@ try {
     );
     cleanups.push(() => server.stop());
     await waitForPort(grpcPort, 10_000);
-    served.push({ name: v.name, server, grpcPort, out, latencies: [], cpuMs: 0, measuredMs: 0 });
+    served.push({ name: v.name, server, port, grpcPort, out, latencies: [], cpuMs: 0, measuredMs: 0 });
   }
 
   const firstPages = cases(Date.parse(seed.createdRange[1]), seed.heavy, seed.typical).filter(
@@ -122,21 +131,32 @@ try {
 
   say(`measuring: ${seconds} s of calls per server, in turns`);
   for (const s of served) s.out.from = s.out.text.length;
+  const bodies = firstPages.map((c) => frame(toBinary(ListOrdersRequestSchema, request(c))));
   for (let round = 0; served.some((s) => s.measuredMs < seconds * 1000); round++) {
     const order = round % 2 === 0 ? [0, 1] : [1, 0];
-    collectClientGarbage();
     for (const i of order) {
-      const [s, session] = [served[i], sessions[i]];
-      if (!s || !session) throw new Error(`no server ${i}`);
+      const s = served[i];
+      if (!s) throw new Error(`no server ${i}`);
+      const codes0 = await rpcCodes(s.port, "shop.order.v1.OrderService", "ListOrders");
       const cpu0 = s.server.cpuMs();
       const t0 = performance.now();
-      for (const c of firstPages) {
-        const r = await timedListOrders(session, bearer(c), request(c));
-        if (r.error !== null) throw new Error(`${s.name}: ListOrders failed: ${r.error}`);
-        s.latencies.push(r.ms);
+      for (const [k, c] of firstPages.entries()) {
+        const run = await h2loadGrpc({
+          port: s.grpcPort,
+          path: "/shop.order.v1.OrderService/ListOrders",
+          body: bodies[k] as Uint8Array,
+          bearer: bearer(c),
+          calls: callsPerCase,
+        });
+        if (run.failed > 0) throw new Error(`${s.name}: ${run.failed} ListOrders calls without HTTP 200`);
+        s.latencies.push(...run.latenciesMs);
       }
       s.measuredMs += performance.now() - t0;
       s.cpuMs += s.server.cpuMs() - cpu0;
+      const codes = codesBetween(codes0, await rpcCodes(s.port, "shop.order.v1.OrderService", "ListOrders"));
+      const sent = firstPages.length * (callsPerCase + 1);
+      if (codes.ok !== sent)
+        throw new Error(`${s.name}: the server counted ${JSON.stringify(codes)} of ${sent} calls`);
     }
   }
   for (const s of served) s.out.to = s.out.text.length;
@@ -147,7 +167,7 @@ try {
   const results = served.map((s) => summarise(s));
   const f = (n: number, d = 2) => (Number.isFinite(n) ? n.toFixed(d) : "-");
   process.stdout.write(
-    `\n${orders} top-level orders on one shard; ${firstPages.length} first-page cases per round, one call in flight.\n\n`,
+    `\n${orders} top-level orders on one shard; ${firstPages.length} first-page cases per round, ${callsPerCase} calls each from h2load, one call in flight.\n\n`,
   );
   process.stdout.write(
     `${markdownTable(
@@ -227,7 +247,8 @@ function summarise(s: Served): Summary {
     p99: quantile(lat, 0.99),
     max: lat.at(-1) ?? Number.NaN,
     slow: lat.filter((ms) => ms > SLOW_MS).length,
-    cpuPerCall: s.cpuMs / Math.max(1, lat.length),
+    // Per call sent: each h2load run's dropped first call was served too.
+    cpuPerCall: s.cpuMs / Math.max(1, lat.length * ((callsPerCase + 1) / callsPerCase)),
     scavenges: pauses.length,
     scavenge: { p50: quantile(pauses, 0.5), p99: quantile(pauses, 0.99), max: pauses.at(-1) ?? Number.NaN },
     promotedPerScavenge: growth.length ? growth.reduce((a, b) => a + b, 0) / growth.length : Number.NaN,

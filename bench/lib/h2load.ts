@@ -12,6 +12,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { scrapeMetrics } from "./server-gc.js";
 
 export interface H2loadRun {
   /** Latency of each call that got HTTP 200, ms, in the order they ended (the first call dropped). */
@@ -106,11 +107,14 @@ export async function rpcCodes(
   service: string,
   method: string,
 ): Promise<Record<string, number>> {
-  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
-  if (!res.ok) throw new Error(`GET /metrics: HTTP ${res.status}`);
+  return rpcCodesIn(await scrapeMetrics(port), service, method);
+}
+
+/** rpcCodes from a /metrics text already read (so one scrape serves several readings). */
+export function rpcCodesIn(metrics: string, service: string, method: string): Record<string, number> {
   const codes: Record<string, number> = {};
   const line = /^rpc_server_duration_seconds_count\{([^}]*)\} (\d+)$/;
-  for (const l of (await res.text()).split("\n")) {
+  for (const l of metrics.split("\n")) {
     const m = line.exec(l);
     if (!m) continue;
     const labels = Object.fromEntries(

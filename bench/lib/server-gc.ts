@@ -12,11 +12,17 @@ export interface GcTotals {
 
 const LINE = /^nodejs_gc_duration_seconds_(count|sum)\{kind="(\w+)"\} ([\d.e+-]+)$/;
 
-export async function serverGc(port: number): Promise<GcTotals> {
+/** The server's /metrics text (Prometheus exposition format): read once, parsed by gcTotals and rpcCodesIn. */
+export async function scrapeMetrics(port: number): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${port}/metrics`);
   if (!res.ok) throw new Error(`GET /metrics: HTTP ${res.status}`);
+  return res.text();
+}
+
+/** The collections so far in one /metrics text. */
+export function gcTotals(metrics: string): GcTotals {
   const totals: GcTotals = { count: {}, ms: {} };
-  for (const line of (await res.text()).split("\n")) {
+  for (const line of metrics.split("\n")) {
     const m = LINE.exec(line);
     if (!m) continue;
     const [, what, kind, value] = m as unknown as [string, string, string, string];

@@ -15,9 +15,10 @@ import {
   ListOrdersResponseSchema,
 } from "../../gen/shop/order/v1/order_pb.js";
 import { frame, startCall } from "../lib/h2-grpc.js";
-import { codesBetween, h2loadGrpc, rpcCodes } from "../lib/h2load.js";
+import { codesBetween, h2loadGrpc, rpcCodesIn } from "../lib/h2load.js";
 import { machineCpu, postgresCpu, type ServerProcess } from "../lib/processes.js";
 import { quantile } from "../lib/quantile.js";
+import { gcBetween, gcTotals, scrapeMetrics } from "../lib/server-gc.js";
 
 const PATH = "/shop.order.v1.OrderService/ListOrders";
 
@@ -36,50 +37,6 @@ export async function listOrders(
   const raw = await call(session, bearer, req);
   if (raw.payload === null) return { ms: raw.ms, res: null, error: raw.error };
   return { ms: raw.ms, res: fromBinary(ListOrdersResponseSchema, raw.payload), error: null };
-}
-
-/**
- * One timed ListOrders call that does not decode the response: it only counts the orders in it (the
- * top-level field 1 entries). Decoding every response made the client allocate about 60 KB per call,
- * which survived its minor GCs (a per-call http2 stream's objects outlive a scavenge), so the
- * client's own 20-30 ms scavenges showed up in the measured latencies.
- */
-export async function timedListOrders(
-  session: ClientHttp2Session,
-  bearer: string,
-  req: ListOrdersRequest,
-): Promise<{ ms: number; orders: number; error: string | null }> {
-  const raw = await call(session, bearer, req);
-  return { ms: raw.ms, orders: raw.payload ? countField1(raw.payload) : 0, error: raw.error };
-}
-
-/** The number of top-level field-1 entries of a protobuf message, by walking its tags. */
-export function countField1(bytes: Uint8Array): number {
-  let pos = 0;
-  const varint = (): number => {
-    let v = 0;
-    for (let shift = 0; ; shift += 7) {
-      const b = bytes[pos++];
-      if (b === undefined) throw new Error("truncated protobuf message");
-      v += (b & 0x7f) * 2 ** shift;
-      if (b < 0x80) return v;
-    }
-  };
-  let n = 0;
-  while (pos < bytes.length) {
-    const tag = varint();
-    const wire = tag % 8;
-    if (wire === 0) varint();
-    else if (wire === 1) pos += 8;
-    else if (wire === 5) pos += 4;
-    else if (wire === 2) {
-      const len = varint();
-      if (Math.floor(tag / 8) === 1) n++;
-      pos += len;
-    } else throw new Error(`unexpected wire type ${wire}`);
-  }
-  if (pos !== bytes.length) throw new Error("truncated protobuf message");
-  return n;
 }
 
 interface RawResult {
@@ -127,6 +84,8 @@ export interface Measured {
   ordersPerPage: number;
   /** Share of the machine's CPU time that was busy meanwhile, 0-1 (others' work shows here). */
   machineBusy: number;
+  /** The server's collections meanwhile, by kind, and their pauses' total (ms). */
+  serverGc: { count: Record<string, number>; ms: number };
 }
 
 /** CPU ms so far of the given Postgres backends (a backend that started since counts from 0). */
@@ -139,8 +98,8 @@ const SERVICE = "shop.order.v1.OrderService";
 /**
  * Sequential calls from h2load, one in flight: `calls` in all, spread evenly over `requests` (one
  * h2load run each, on its own connection; each run's first call is dropped as the connection's
- * warm-up). The server's /metrics (on `metricsPort`) must count every call of the runs as OK, or
- * the others are errors. `backends()` lists the shard's backend pids.
+ * warm-up). The server's /metrics (on `metricsPort`, read once before and once after) must count
+ * every call of the runs as OK, or the others are errors; it also gives the server's collections. `backends()` lists the shard's backend pids.
  */
 export async function measure(opts: {
   grpcPort: number;
@@ -158,7 +117,7 @@ export async function measure(opts: {
   let loadCpuMs = 0;
   const perRun = Math.max(1, Math.ceil(opts.calls / opts.requests.length));
   const pids = await opts.backends();
-  const codes0 = await rpcCodes(opts.metricsPort, SERVICE, "ListOrders");
+  const metrics0 = await scrapeMetrics(opts.metricsPort);
   const [srv0, pg0, box0] = [opts.server.cpuMs(), backendsCpu(pids), machineCpu()];
   for (const req of opts.requests) {
     const run = await h2loadGrpc({
@@ -177,7 +136,11 @@ export async function measure(opts: {
   for (const pid of await opts.backends()) pids.add(pid);
   let pgMs = 0;
   for (const [pid, ms] of backendsCpu(pids)) pgMs += ms - (pg0.get(pid) ?? 0);
-  const codes = codesBetween(codes0, await rpcCodes(opts.metricsPort, SERVICE, "ListOrders"));
+  const metrics = await scrapeMetrics(opts.metricsPort);
+  const codes = codesBetween(
+    rpcCodesIn(metrics0, SERVICE, "ListOrders"),
+    rpcCodesIn(metrics, SERVICE, "ListOrders"),
+  );
   const sent = opts.requests.length * (perRun + 1);
   const notOk = Object.entries(codes).filter(([code]) => code !== "ok");
   const errors = Math.max(failed, sent - (codes.ok ?? 0));
@@ -201,5 +164,6 @@ export async function measure(opts: {
     clientCpuMsPerCall: loadCpuMs / Math.max(1, sent),
     ordersPerPage: opts.ordersPerPage,
     machineBusy: (box.busyMs - box0.busyMs) / Math.max(1, box.totalMs - box0.totalMs),
+    serverGc: gcBetween(gcTotals(metrics0), gcTotals(metrics)),
   };
 }

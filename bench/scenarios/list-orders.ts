@@ -23,7 +23,6 @@ import { openSession } from "../lib/h2-grpc.js";
 import { productEnv, type ServerProcess, startServer, waitForPort } from "../lib/processes.js";
 import type { ScenarioContext, ScenarioResult } from "../lib/scenario.js";
 import { type OrderSeed, seedOrders } from "../lib/seed-orders.js";
-import { gcBetween, serverGc } from "../lib/server-gc.js";
 import {
   bearers,
   type Case,
@@ -216,7 +215,6 @@ async function runCases(ctx: ScenarioContext, all: Case[], env: Env): Promise<Ca
       rows.push({ case: tag, measured: null, plan: null, skipped: `failed: ${failedFirst}` });
       continue;
     }
-    const gc0 = await serverGc(env.port);
     const measured = await measure({
       grpcPort: env.grpcPort,
       metricsPort: env.port,
@@ -227,11 +225,10 @@ async function runCases(ctx: ScenarioContext, all: Case[], env: Env): Promise<Ca
       calls: env.size.calls,
       ordersPerPage: orders / requests.length,
     });
-    const serverGcs = gcBetween(gc0, await serverGc(env.port));
     const after = c.page === "deep" ? keyOf(c.sort, keys[0] as OrderKey) : null;
     const { sql, params } = listOrdersStatement(query(c), after, PAGE_SIZE + 1);
     const plan = await explain(env.shard.fork(), sql, params);
-    rows.push({ case: tag, measured, plan, serverGc: serverGcs });
+    rows.push({ case: tag, measured, plan, serverGc: measured.serverGc });
   }
   return rows;
 }
