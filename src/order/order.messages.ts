@@ -1,10 +1,13 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { Money } from "../../gen/shop/common/v1/money_pb.js";
 import {
+  type Order,
   type OrderEvent,
   OrderEventSchema,
-  OrderSchema,
+  type OrderItem,
   OrderStatus,
+  type Payment,
   PaymentStatus,
 } from "../../gen/shop/order/v1/order_pb.js";
 import { encodeEventCursor } from "./event-cursor.js";
@@ -41,12 +44,20 @@ export function watchMessage(item: WatchItem) {
     : { case: "heartbeat" as const, value: { serverTime: timestampFromDate(item.at) } };
 }
 
-function money(amountMinor: number, currencyCode: string) {
-  return { amountMinor: BigInt(amountMinor), currencyCode };
+function money(amountMinor: number, currencyCode: string): Money {
+  return { $typeName: "shop.common.v1.Money", amountMinor: BigInt(amountMinor), currencyCode };
 }
 
-export function orderMsg(o: OrderView) {
-  return create(OrderSchema, {
+/**
+ * An order as its message. Built as typed literals, not with create(): create() copies an init
+ * object into a new message at every level, and ListOrders maps 20 orders (with their lines,
+ * payments and money) per call, so the copies were a good share of what a call allocated (and of
+ * how often the server scavenges). The message types name every field, so tsc checks that none is
+ * left out; a test compares the result with create()'s field by field.
+ */
+export function orderMsg(o: OrderView): Order {
+  return {
+    $typeName: "shop.order.v1.Order",
     id: o.id,
     orderNumber: o.orderNumber,
     userId: o.userId,
@@ -54,34 +65,40 @@ export function orderMsg(o: OrderView) {
     status: STATUS[o.status],
     parentOrderId: o.parentOrderId,
     sellerId: o.sellerId,
-    items: o.items.map((i) => ({
-      productId: i.productId,
-      sellerId: i.sellerId,
-      warehouseId: i.warehouseId,
-      sku: i.sku,
-      name: i.name,
-      quantity: BigInt(i.quantity),
-      unitPrice: money(i.unitPriceMinor, o.currencyCode),
-      lineTotal: money(i.lineTotalMinor, o.currencyCode),
-      refundedQuantity: BigInt(i.refundedQuantity),
-    })),
+    items: o.items.map(
+      (i): OrderItem => ({
+        $typeName: "shop.order.v1.OrderItem",
+        productId: i.productId,
+        sellerId: i.sellerId,
+        warehouseId: i.warehouseId,
+        sku: i.sku,
+        name: i.name,
+        quantity: BigInt(i.quantity),
+        unitPrice: money(i.unitPriceMinor, o.currencyCode),
+        lineTotal: money(i.lineTotalMinor, o.currencyCode),
+        refundedQuantity: BigInt(i.refundedQuantity),
+      }),
+    ),
     childOrderIds: o.childOrderIds,
     total: money(o.totalMinor, o.currencyCode),
     paid: money(o.paidMinor, o.currencyCode),
     refunded: money(o.refundedMinor, o.currencyCode),
-    payments: o.payments.map((p) => ({
-      id: p.id,
-      amount: money(p.amountMinor, p.currencyCode),
-      providerReference: p.providerReference,
-      status: PAYMENT[p.status],
-      createTime: timestampFromDate(p.createdAt),
-    })),
+    payments: o.payments.map(
+      (p): Payment => ({
+        $typeName: "shop.order.v1.Payment",
+        id: p.id,
+        amount: money(p.amountMinor, p.currencyCode),
+        providerReference: p.providerReference,
+        status: PAYMENT[p.status],
+        createTime: timestampFromDate(p.createdAt),
+      }),
+    ),
     reservationId: o.reservationId,
     archived: o.archived,
     version: BigInt(o.version),
     createTime: timestampFromDate(o.createdAt),
     updateTime: timestampFromDate(o.updatedAt),
-  });
+  };
 }
 
 export function eventMsg(e: OrderEventView): OrderEvent {
