@@ -19,8 +19,12 @@ export const shutdownSignalKey = createContextKey<AbortSignal>(neverAborted, {
 /** The call's request id: the caller's `x-request-id` when well-formed, else a fresh UUID. */
 export const requestIdKey = createContextKey<string>("", { description: "request id" });
 
-/** A pino child logger bound to the call (request id and method); set by the logging interceptor. */
-export const loggerKey = createContextKey<Logger>(pino({ enabled: false }), { description: "call logger" });
+/**
+ * The call's logger: a pino child bound to the call (request id, trace ids, method), made on first
+ * use; set by the logging interceptor.
+ */
+const disabled = pino({ enabled: false });
+export const loggerKey = createContextKey<() => Logger>(() => disabled, { description: "call logger" });
 
 /** The call's server span (non-recording with tracing off); its ids go on the call's log lines. */
 export const spanKey = createContextKey<Span | undefined>(undefined, { description: "call span" });

@@ -83,22 +83,27 @@ export function observationInterceptor(obs: { tracing: Tracing; metrics?: Metric
 export function loggingInterceptor(log: Logger): Interceptor {
   return (next) => async (req) => {
     const span = req.contextValues.get(spanKey);
-    const callLog = log.child({
-      requestId: req.contextValues.get(requestIdKey),
-      ...(span && traceFields(span)),
-      rpc: `${req.service.typeName}/${req.method.name}`,
-    });
-    req.contextValues.set(loggerKey, callLog);
+    const requestId = req.contextValues.get(requestIdKey);
+    // The child logger is made when the call first logs: an OK call at the default level logs
+    // nothing, and pino's child() serializes (and redacts) its bindings on every call.
+    let callLog: Logger | undefined;
+    const callLogger = (): Logger =>
+      (callLog ??= log.child({
+        requestId,
+        ...(span && traceFields(span)),
+        rpc: `${req.service.typeName}/${req.method.name}`,
+      }));
+    req.contextValues.set(loggerKey, callLogger);
     const started = performance.now();
     try {
       const res = await next(req);
       if (!res.stream) {
-        logOutcome(callLog, undefined, started);
+        logOutcome(log, callLogger, undefined, started);
         return res;
       }
-      return { ...res, message: observe(res.message, (e) => logOutcome(callLog, e, started)) };
+      return { ...res, message: observe(res.message, (e) => logOutcome(log, callLogger, e, started)) };
     } catch (e) {
-      logOutcome(callLog, e, started);
+      logOutcome(log, callLogger, e, started);
       throw e;
     }
   };
@@ -107,7 +112,7 @@ export function loggingInterceptor(log: Logger): Interceptor {
 /** Maps whatever a handler throws, before or during a stream, through toConnectError. */
 export function errorMappingInterceptor(): Interceptor {
   return (next) => async (req) => {
-    const log = () => req.contextValues.get(loggerKey);
+    const log = () => req.contextValues.get(loggerKey)();
     try {
       const res = await next(req);
       if (!res.stream) return res;
@@ -160,16 +165,17 @@ export function deadlineInterceptor(opts: DeadlineOptions): Interceptor {
   };
 }
 
-function logOutcome(log: Logger, error: unknown, started: number): void {
+function logOutcome(log: Logger, callLog: () => Logger, error: unknown, started: number): void {
   const code = error === undefined ? undefined : ConnectError.from(error).code;
+  if (code === undefined && !log.isLevelEnabled("debug")) return;
   const fields = {
     code: code === undefined ? "ok" : Code[code],
     ms: Math.round(performance.now() - started),
   };
-  if (code === undefined) log.debug(fields, "call ok");
+  if (code === undefined) callLog().debug(fields, "call ok");
   else if (code === Code.Internal || code === Code.Unknown || code === Code.DataLoss)
-    log.error(fields, "call failed");
-  else log.warn({ ...fields, message: ConnectError.from(error).rawMessage }, "call failed");
+    callLog().error(fields, "call failed");
+  else callLog().warn({ ...fields, message: ConnectError.from(error).rawMessage }, "call failed");
 }
 
 /** Passes a stream through and reports how it ended: undefined when complete, else the error. */
