@@ -25,4 +25,4 @@ ENV PORT=8080 GRPC_PORT=8081
 EXPOSE 8080 8081
 HEALTHCHECK --interval=5s --timeout=4s --start-period=30s --retries=3 CMD ["node", "scripts/healthcheck.mjs"]
 # node is PID 1 and handles SIGTERM itself (drain, then exit); no npm wrapper in between.
-CMD ["node", "--max-semi-space-size=16", "--min-semi-space-size=16", "--no-allocation-site-pretenuring", "--no-memory-reducer", "--import", "tsx", "src/main.ts"]
+CMD ["node", "--max-semi-space-size=16", "--no-allocation-site-pretenuring", "--no-memory-reducer", "--import", "tsx", "src/main.ts"]

@@ -8,17 +8,10 @@
  * smaller young generation scavenges more often, each pause shorter. Measured on the bench machine:
  * sequential ListOrders, scavenge pause p50 11.5 -> 4.3 ms; 5,000 open watch streams per instance,
  * p50 ~58 -> 23 ms, for about 35% more total scavenge time. 8 MiB shortened ListOrders' pauses
- * further (2.4 ms) but cost the streams 60% more scavenge time, so 16 is the compromise.
- *
- * --min-semi-space-size=16 (MiB): the young generation starts at its full 16 MiB instead of 1 MiB
- * and stays there. V8 otherwise sizes it as it goes, and under sequential ListOrders kept it well
- * below the cap: the same calls scavenged about 1.8x as often, each pause about as long (a pause is
- * set by what survives, not by the space). A ListOrders page allocates about 200 KB, so at 16 MiB
- * a scavenge comes every 70-85 calls. `npm run bench:server-ab` (two servers in turns, same run,
- * 30-40 s each, everything else equal): 288 and 287 scavenges against 520 and 532, calls over
- * 10 ms 6 and 10 against 26 and 20, latency p99 0.83x and 0.95x, server CPU per call 0.86x and
- * 0.97x. The cost is 32 MiB of young generation reserved from the start. A V8 flag that
- * NODE_OPTIONS refuses.
+ * further (2.4 ms) but cost the streams 60% more scavenge time, so 16 is the compromise. Fixing
+ * the young generation at 16 MiB from the start (--min-semi-space-size=16) halved sequential
+ * ListOrders' scavenges (V8 keeps it smaller), but scenario 6 alone, twice each way, gave stream
+ * delivery p99 52.1 and 104.9 ms with it against 40.7 and 53.9 ms without: not set.
  *
  * --no-allocation-site-pretenuring: V8 allocates objects from an allocation site straight into old
  * space once most of them have survived a scavenge. Under RPC load it decided that for sites of the
@@ -43,7 +36,6 @@
  */
 export const SERVER_NODE_FLAGS: readonly string[] = [
   "--max-semi-space-size=16",
-  "--min-semi-space-size=16",
   "--no-allocation-site-pretenuring",
   "--no-memory-reducer",
 ];
