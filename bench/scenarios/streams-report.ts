@@ -35,8 +35,16 @@ export interface StreamsData {
     idleCpuShare: number;
     /** CPU ms from the first change until the deliveries settled. */
     cpuMs: number;
+    /** Its collections meanwhile, by kind, and their pauses' total (ms), from its /metrics. */
+    gc: { count: Record<string, number>; ms: number };
   }[];
-  client: { cpuMs: number; loopDelayP99Ms: number; loopDelayMaxMs: number };
+  client: {
+    cpuMs: number;
+    loopDelayP99Ms: number;
+    loopDelayMaxMs: number;
+    /** The client's own collections meanwhile: pauses, mark-compacts among them, longest and total ms. */
+    gc: { pauses: number; majors: number; maxMs: number; totalMs: number };
+  };
   /** The whole machine while the changes ran: busy share of all cores (other work on the box included). */
   machine: { busyShare: number; nproc: number; loadAvgAtStart: number };
   violations: number;
@@ -137,7 +145,16 @@ function summary(data: StreamsData): string {
     `Deliveries: ${d.expected} expected, ${d.delivered} delivered, ${d.missing} missing, ${d.duplicates} duplicated, ` +
       `${d.outOfOrder} out of order, ${d.unexpected} unexpected; ${data.endedEarly} streams ended early.`,
     `Client (one process, all watchers): ${data.client.cpuMs.toFixed(0)} CPU ms during the run, event-loop delay ` +
-      `p99 ${f(data.client.loopDelayP99Ms)} ms, max ${f(data.client.loopDelayMaxMs)} ms. Machine: ` +
+      `p99 ${f(data.client.loopDelayP99Ms)} ms, max ${f(data.client.loopDelayMaxMs)} ms; its GC ` +
+      `${data.client.gc.pauses} pauses (${data.client.gc.majors} mark-compacts), longest ${f(data.client.gc.maxMs)} ms, ` +
+      `${f(data.client.gc.totalMs)} ms in all. Servers' GC: ` +
+      data.servers
+        .map(
+          (s) =>
+            `${s.name} ${f(s.gc.ms)} ms (${s.gc.count.major ?? 0} mark-compacts, ${s.gc.count.minor ?? 0} scavenges)`,
+        )
+        .join(", ") +
+      ". Machine: " +
       `${(data.machine.busyShare * 100).toFixed(0)}% of ${data.machine.nproc} cores busy during the run ` +
       `(load average ${data.machine.loadAvgAtStart.toFixed(1)} at the start). ` +
       `Order check violations: ${data.violations}. Scenario took ${(data.totalMs / 1000).toFixed(0)} s.`,

@@ -6,7 +6,7 @@
  */
 import type { ClientHttp2Session } from "node:http2";
 import { availableParallelism, loadavg } from "node:os";
-import { monitorEventLoopDelay } from "node:perf_hooks";
+import { constants, monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
 import { setTimeout as delay } from "node:timers/promises";
 import { pino } from "pino";
 import { choosePort } from "../../src/embedded/processes.js";
@@ -21,6 +21,7 @@ import { openSession } from "../lib/h2-grpc.js";
 import { machineCpu, type ServerProcess, startServer } from "../lib/processes.js";
 import type { ScenarioContext, ScenarioResult } from "../lib/scenario.js";
 import { type Pair, seedProducts } from "../lib/seed.js";
+import { type GcTotals, gcBetween, gcTotals, scrapeMetrics } from "../lib/server-gc.js";
 import { account, changesByOrder, expectedDeliveries } from "./streams-deliveries.js";
 import { drive, type SeededOrder, seedOrders, targets, USER_SHARE, VIA_B_EVERY } from "./streams-drive.js";
 import { report, type StreamsData } from "./streams-report.js";
@@ -124,6 +125,7 @@ export async function runStreams(
       rssPeakMiB: run.rssPeakMiB[i] as number,
       idleCpuShare: idleCpu[i] as number,
       cpuMs: run.cpuMs[i] as number,
+      gc: run.serverGc[i] as { count: Record<string, number>; ms: number },
     })),
     client: run.client,
     machine: { ...run.machine, nproc: availableParallelism(), loadAvgAtStart },
@@ -196,6 +198,20 @@ async function measureRun<T>(servers: ServerProcess[], rssStart: number[], work:
   const [client0, box0, window0] = [process.cpuUsage(), machineCpu(), monotonicUs()];
   const loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
   loopDelay.enable();
+  // Whose collections fell in the run: the client's (its pauses delay every arrival it timestamps
+  // and every call it times) and the servers' (from their /metrics).
+  const clientGc = { pauses: 0, majors: 0, maxMs: 0, totalMs: 0 };
+  const gcSeen = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      clientGc.pauses++;
+      clientGc.totalMs += e.duration;
+      clientGc.maxMs = Math.max(clientGc.maxMs, e.duration);
+      const detail = (e as unknown as { detail?: { kind?: number } }).detail;
+      if (detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) clientGc.majors++;
+    }
+  });
+  gcSeen.observe({ entryTypes: ["gc"] });
+  const serverGc0 = await Promise.all(servers.map(async (s) => gcTotals(await scrapeMetrics(s.port))));
   const rssPeakMiB = [...rssStart];
   const sampler = setInterval(() => {
     for (const [i, s] of servers.entries()) rssPeakMiB[i] = Math.max(rssPeakMiB[i] ?? 0, s.rssMiB());
@@ -203,7 +219,11 @@ async function measureRun<T>(servers: ServerProcess[], rssStart: number[], work:
   const result = await work().finally(() => {
     clearInterval(sampler);
     loopDelay.disable();
+    gcSeen.disconnect();
   });
+  const serverGc = await Promise.all(
+    servers.map(async (s, i) => gcBetween(serverGc0[i] as GcTotals, gcTotals(await scrapeMetrics(s.port)))),
+  );
   const [client, box1] = [process.cpuUsage(client0), machineCpu()];
   // The histogram counts the whole sampling interval: the delay is what comes on top of it.
   const beyond = (ns: number) => Math.max(0, ns / 1e6 - LOOP_DELAY_RESOLUTION_MS);
@@ -215,7 +235,9 @@ async function measureRun<T>(servers: ServerProcess[], rssStart: number[], work:
       cpuMs: (client.user + client.system) / 1000,
       loopDelayP99Ms: beyond(loopDelay.percentile(99)),
       loopDelayMaxMs: beyond(loopDelay.max),
+      gc: clientGc,
     },
+    serverGc,
     machine: { busyShare: (box1.busyMs - box0.busyMs) / Math.max(1, box1.totalMs - box0.totalMs) },
     // CLOCK_MONOTONIC µs, the clock of V8 CPU profiles on Linux: cuts the servers' profiles to the run.
     windowMonotonicUs: [window0, monotonicUs()] as [number, number],
