@@ -53,7 +53,8 @@ function money(amountMinor: number, currencyCode: string): Money {
  * object into a new message at every level, and ListOrders maps 20 orders (with their lines,
  * payments and money) per call, so the copies were a good share of what a call allocated (and of
  * how often the server scavenges). The message types name every field, so tsc checks that none is
- * left out; a test compares the result with create()'s field by field.
+ * left out; a test checks it field by field and byte for byte against the order written out as
+ * protobuf JSON (fromJson, which makes messages as create() does).
  */
 export function orderMsg(o: OrderView): Order {
   return {
