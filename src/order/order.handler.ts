@@ -24,7 +24,14 @@ import {
   USER_ID_RULE,
 } from "../validation.js";
 import { decodeEventCursor } from "./event-cursor.js";
-import { eventMsg, orderMsg, PAYMENT_FROM_PROTO, STATUS_FROM_PROTO, watchMessage } from "./order.messages.js";
+import {
+  eventMsg,
+  orderMsg,
+  PAYMENT_FROM_PROTO,
+  STATUS_FROM_PROTO,
+  watchOrderResponse,
+  watchOrdersResponse,
+} from "./order.messages.js";
 import type { OrderStatus as Status } from "./order.model.js";
 import { OPERATOR_ACTOR } from "./order.model.js";
 import { ORDER_LIMITS as L } from "./order.rules.js";
@@ -226,9 +233,7 @@ export function orderHandler(service: OrderService, hub: WatchHub): ServiceImpl<
       const after = checkInt(req.afterVersion, "after_version", 0, L.maxVersion);
       const ends = streamSignal(ctx);
       try {
-        for await (const item of hub.watchOrder(user, id, after, ends.signal)) {
-          yield { message: watchMessage(item) };
-        }
+        yield* hub.watchOrder(user, id, after, ends.signal, watchOrderResponse);
       } finally {
         ends.dispose();
       }
@@ -239,9 +244,7 @@ export function orderHandler(service: OrderService, hub: WatchHub): ServiceImpl<
       const after = decodeEventCursor(checkString(req.afterCursor, "after_cursor", { max: 512 }), user);
       const ends = streamSignal(ctx);
       try {
-        for await (const item of hub.watchOrders(user, after, ends.signal)) {
-          yield { message: watchMessage(item) };
-        }
+        yield* hub.watchOrders(user, after, ends.signal, watchOrdersResponse);
       } finally {
         ends.dispose();
       }

@@ -1,14 +1,15 @@
-import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Money } from "../../gen/shop/common/v1/money_pb.js";
 import {
+  type Heartbeat,
   type Order,
   type OrderEvent,
-  OrderEventSchema,
   type OrderItem,
   OrderStatus,
   type Payment,
   PaymentStatus,
+  type WatchOrderResponse,
+  type WatchOrdersResponse,
 } from "../../gen/shop/order/v1/order_pb.js";
 import { encodeEventCursor } from "./event-cursor.js";
 import type {
@@ -37,11 +38,29 @@ export const PAYMENT: Record<PayStatus, PaymentStatus> = {
 };
 export const PAYMENT_FROM_PROTO = new Map(Object.entries(PAYMENT).map(([k, v]) => [v, k as PayStatus]));
 
-/** One item of a watch stream as the oneof of WatchOrderResponse / WatchOrdersResponse. */
-export function watchMessage(item: WatchItem) {
-  return item.kind === "event"
-    ? { case: "event" as const, value: eventMsg(item.event) }
-    : { case: "heartbeat" as const, value: { serverTime: timestampFromDate(item.at) } };
+/**
+ * One item of a watch stream as the oneof of WatchOrderResponse / WatchOrdersResponse. Whole messages
+ * (typed literals, like orderMsg), so connect passes them on instead of copying them with create().
+ */
+export function watchMessage(
+  item: WatchItem,
+): WatchOrderResponse["message"] & WatchOrdersResponse["message"] {
+  if (item.kind === "event") return { case: "event", value: eventMsg(item.event) };
+  const heartbeat: Heartbeat = {
+    $typeName: "shop.order.v1.Heartbeat",
+    serverTime: timestampFromDate(item.at),
+  };
+  return { case: "heartbeat", value: heartbeat };
+}
+
+/** A WatchOrder stream's item. */
+export function watchOrderResponse(item: WatchItem): WatchOrderResponse {
+  return { $typeName: "shop.order.v1.WatchOrderResponse", message: watchMessage(item) };
+}
+
+/** A WatchOrders stream's item. */
+export function watchOrdersResponse(item: WatchItem): WatchOrdersResponse {
+  return { $typeName: "shop.order.v1.WatchOrdersResponse", message: watchMessage(item) };
 }
 
 function money(amountMinor: number, currencyCode: string): Money {
@@ -103,7 +122,8 @@ export function orderMsg(o: OrderView): Order {
 }
 
 export function eventMsg(e: OrderEventView): OrderEvent {
-  return create(OrderEventSchema, {
+  return {
+    $typeName: "shop.order.v1.OrderEvent",
     orderId: e.orderId,
     version: BigInt(e.version),
     fromStatus: e.fromStatus === "" ? OrderStatus.UNSPECIFIED : STATUS[e.fromStatus],
@@ -113,5 +133,5 @@ export function eventMsg(e: OrderEventView): OrderEvent {
     actor: e.actor,
     createTime: timestampFromDate(e.createdAt),
     cursor: encodeEventCursor(e.userId, e.seq),
-  });
+  };
 }

@@ -1,6 +1,5 @@
 import type { Logger } from "pino";
 import { DomainError, invalidArgument } from "../errors.js";
-import { linkSignals } from "../server/signals.js";
 import type { Shard, ShardSet } from "../shard/shards.js";
 import type { OrderEventView } from "./order.model.js";
 import { orderOwner } from "./order.repository.js";
@@ -24,15 +23,25 @@ export type WatchItem = { kind: "event"; event: OrderEventView } | { kind: "hear
 
 /** Every watch stream of this process. */
 export interface WatchHub {
-  /** NOT_FOUND (field order_id) before yielding anything if the order does not exist or is not userId's. Replays version > afterVersion, then live. */
-  watchOrder(
+  /**
+   * NOT_FOUND (field order_id) before yielding anything if the order does not exist or is not userId's.
+   * Replays version > afterVersion, then live. `as` maps each item (say, to its message) as it is
+   * yielded, so a caller needs no stream of its own around this one.
+   */
+  watchOrder<M = WatchItem>(
     userId: string,
     orderId: string,
     afterVersion: number,
     signal: AbortSignal,
-  ): AsyncIterable<WatchItem>;
+    as?: (item: WatchItem) => M,
+  ): AsyncIterable<M>;
   /** afterSeq null = start live from the user's current last seq; else replay seq > afterSeq, then live. */
-  watchOrders(userId: string, afterSeq: number | null, signal: AbortSignal): AsyncIterable<WatchItem>;
+  watchOrders<M = WatchItem>(
+    userId: string,
+    afterSeq: number | null,
+    signal: AbortSignal,
+    as?: (item: WatchItem) => M,
+  ): AsyncIterable<M>;
   /** Open watcher count (for metrics later). */
   openStreams(): number;
   close(): Promise<void>;
@@ -60,11 +69,23 @@ interface Watcher {
   behind: boolean;
   /** Highest position the reconcile already asked this watcher to read up to. */
   checked: number;
-  lastYieldAt: number;
+  /**
+   * Fires `heartbeatMs` after the last item yielded (re-armed with refresh(), so a delivery allocates
+   * no timer): sets `due` and wakes the watcher.
+   */
+  heartbeat: NodeJS.Timeout | null;
+  /** A heartbeat is due: nothing was yielded for `heartbeatMs`. */
+  due: boolean;
   /** Resolves the watcher's pending wait, if it is waiting. */
   wake: (() => void) | null;
   registered: boolean;
+  /** The caller's signal: the stream ends when it aborts (or the hub closes). */
+  readonly signal: AbortSignal;
+  /** The watcher is its own abort listener (no closure per stream): stops it. */
+  handleEvent(): void;
 }
+
+const itself = (item: WatchItem): WatchItem => item;
 
 const position = (w: Watcher, e: OrderEventView): number => (w.scope === "order" ? e.version : e.seq);
 
@@ -82,7 +103,7 @@ export function createWatchHub(
   const maxBuffered = options.maxBuffered ?? MAX_BUFFERED;
   const byOrder = new Map<string, Set<Watcher>>();
   const byUser = new Map<string, Set<Watcher>>();
-  const closing = new AbortController();
+  let closed = false;
   let open = 0;
 
   const index = (w: Watcher) => (w.scope === "order" ? byOrder : byUser);
@@ -118,7 +139,33 @@ export function createWatchHub(
     } else {
       w.buffer.push(event);
     }
-    w.wake?.();
+    wakeUp(w);
+  }
+
+  function wakeUp(w: Watcher): void {
+    const wake = w.wake;
+    if (wake === null) return;
+    w.wake = null;
+    wake();
+  }
+
+  /** Ends a watcher's stream: unregistered at once (a reader that never resumes must not keep the registration), then woken to see it. */
+  function stop(w: Watcher): void {
+    unregister(w);
+    wakeUp(w);
+  }
+
+  /** The watcher's abort listener (`this` is the watcher). */
+  function stopOnAbort(this: Watcher): void {
+    stop(this);
+  }
+
+  const stopped = (w: Watcher): boolean => closed || w.signal.aborted;
+
+  /** Something was yielded: the next heartbeat is due `heartbeatMs` from now. */
+  function yielded(w: Watcher): void {
+    w.due = false;
+    w.heartbeat?.refresh();
   }
 
   const unsubscribe = bus.subscribe((event) => {
@@ -127,7 +174,7 @@ export function createWatchHub(
   });
 
   /** Reads the database from `last` on and yields everything found, in order. */
-  async function* readBehind(w: Watcher, signal: AbortSignal): AsyncGenerator<WatchItem> {
+  async function* readBehind<M>(w: Watcher, as: (item: WatchItem) => M): AsyncGenerator<M> {
     w.behind = false; // cleared before the read: anything flagged during it triggers another one
     for (;;) {
       const em = w.shard.fork();
@@ -136,11 +183,11 @@ export function createWatchHub(
           ? await eventsOfOrder(em, w.key, w.last, PAGE)
           : await eventsOfUser(em, w.key, w.last, PAGE);
       for (const event of page) {
-        if (signal.aborted) return;
+        if (stopped(w)) return;
         if (position(w, event) <= w.last) continue;
         w.last = position(w, event);
-        w.lastYieldAt = Date.now();
-        yield { kind: "event", event };
+        yielded(w);
+        yield as({ kind: "event", event });
       }
       if (page.length < PAGE) return;
     }
@@ -159,19 +206,14 @@ export function createWatchHub(
     return undefined;
   }
 
-  /** Waits until woken (an event, a reconcile, an abort) or `ms` passed; true when it timed out. */
-  function sleep(w: Watcher, ms: number, signal: AbortSignal): Promise<boolean> {
+  /**
+   * Waits until woken: an event, a reconcile, the heartbeat timer, or an abort (run's listener). One
+   * promise per wait and nothing else: with thousands of open streams, whatever a wait allocates lives
+   * until that stream's next item, past minor GCs, so every delivery's share is copied and promoted.
+   */
+  function wait(w: Watcher): Promise<void> {
     return new Promise((resolve) => {
-      const done = (timedOut: boolean) => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", onAbort);
-        w.wake = null;
-        resolve(timedOut);
-      };
-      const onAbort = () => done(false);
-      const timer = setTimeout(() => done(true), ms);
-      w.wake = () => done(false);
-      signal.addEventListener("abort", onAbort, { once: true });
+      w.wake = resolve;
     });
   }
 
@@ -179,67 +221,64 @@ export function createWatchHub(
    * One watcher's stream: register (live events buffer from now on), find the start position,
    * replay, then serve the buffer, reading the database whenever it may be behind.
    */
-  async function* run(
-    callerSignal: AbortSignal,
+  async function* run<M>(
+    signal: AbortSignal,
     scope: Watcher["scope"],
     key: string,
     route: () => Shard,
     start: (shard: Shard) => Promise<{ last: number; replay: boolean }>,
-  ): AsyncGenerator<WatchItem> {
-    // Not AbortSignal.any: its WeakRefs on the hub-wide `closing` keep ended streams alive (signals.ts).
-    const linked = linkSignals(callerSignal, closing.signal);
-    const signal = linked.signal;
-    if (signal.aborted) return;
-    const w = watcher(scope, key, route());
-    const onAbort = () => {
-      unregister(w); // at once: a reader that never resumes must not keep the registration
-      w.wake?.();
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
+    as: (item: WatchItem) => M,
+  ): AsyncGenerator<M> {
+    if (signal.aborted || closed) return;
+    const w = watcher(scope, key, route(), signal);
+    // Not linked with a hub-wide signal (a listener per stream on it): close() stops every watcher.
+    signal.addEventListener("abort", w, { once: true });
     register(w);
     try {
       const { last, replay } = await start(w.shard);
       w.last = last;
       w.checked = last;
       w.started = true;
-      w.lastYieldAt = Date.now();
-      if (replay) yield* readBehind(w, signal);
+      w.heartbeat = setTimeout(() => {
+        w.due = true;
+        wakeUp(w);
+      }, heartbeatMs);
+      if (replay) yield* readBehind(w, as);
       // "Live from here": the history is sent, and everything from now on arrives as it happens.
-      if (!signal.aborted) {
-        w.lastYieldAt = Date.now();
-        yield { kind: "heartbeat", at: new Date() };
+      if (!stopped(w)) {
+        yielded(w);
+        yield as({ kind: "heartbeat", at: new Date() });
       }
-      while (!signal.aborted) {
+      while (!stopped(w)) {
         const event = nextBuffered(w);
         if (event !== undefined && position(w, event) === w.last + 1) {
           w.last = position(w, event);
-          w.lastYieldAt = Date.now();
-          yield { kind: "event", event };
+          yielded(w);
+          yield as({ kind: "event", event });
         } else if (event !== undefined || w.behind) {
           // A gap (a lost or reordered message), an overflow, or the reconcile saw more.
-          yield* readBehind(w, signal);
-          if (event !== undefined && position(w, event) > w.last && !signal.aborted) {
+          yield* readBehind(w, as);
+          if (event !== undefined && position(w, event) > w.last && !stopped(w)) {
             log.warn(
               { scope: w.scope, key: w.key, position: position(w, event) },
               "live event not in history",
             );
           }
+        } else if (w.due) {
+          yielded(w);
+          yield as({ kind: "heartbeat", at: new Date() });
         } else {
-          const idleFor = Date.now() - w.lastYieldAt;
-          if (idleFor < heartbeatMs && !(await sleep(w, heartbeatMs - idleFor, signal))) continue;
-          if (signal.aborted) return;
-          w.lastYieldAt = Date.now();
-          yield { kind: "heartbeat", at: new Date() };
+          await wait(w);
         }
       }
     } finally {
-      signal.removeEventListener("abort", onAbort);
-      linked.dispose();
+      if (w.heartbeat) clearTimeout(w.heartbeat);
+      signal.removeEventListener("abort", w);
       unregister(w);
     }
   }
 
-  function watcher(scope: Watcher["scope"], key: string, shard: Shard): Watcher {
+  function watcher(scope: Watcher["scope"], key: string, shard: Shard, signal: AbortSignal): Watcher {
     return {
       scope,
       key,
@@ -250,9 +289,12 @@ export function createWatchHub(
       head: 0,
       behind: false,
       checked: 0,
-      lastYieldAt: 0,
+      heartbeat: null,
+      due: false,
       wake: null,
       registered: false,
+      signal,
+      handleEvent: stopOnAbort,
     };
   }
 
@@ -261,7 +303,7 @@ export function createWatchHub(
     if (!w.started || current <= Math.max(w.last, w.checked)) return;
     w.checked = current;
     w.behind = true;
-    w.wake?.();
+    wakeUp(w);
   }
 
   /**
@@ -307,7 +349,7 @@ export function createWatchHub(
   let again = false;
   /** Runs a reconcile now, or right after the one running when `soon` (a node resubscribed). */
   function requestReconcile(soon: boolean): void {
-    if (closing.signal.aborted || open === 0) return;
+    if (closed || open === 0) return;
     if (running) {
       again ||= soon;
       return;
@@ -324,7 +366,13 @@ export function createWatchHub(
   const offResubscribe = bus.onResubscribe(() => requestReconcile(true));
 
   return {
-    watchOrder(userId, orderId, afterVersion, signal) {
+    watchOrder<M>(
+      userId: string,
+      orderId: string,
+      afterVersion: number,
+      signal: AbortSignal,
+      as?: (item: WatchItem) => M,
+    ) {
       return run(
         signal,
         "order",
@@ -337,9 +385,15 @@ export function createWatchHub(
             throw invalidArgument("after_version", `is past the order's current version ${order.version}`);
           return { last: Math.max(0, afterVersion), replay: true };
         },
+        as ?? (itself as (item: WatchItem) => M),
       );
     },
-    watchOrders(userId, afterSeq, signal) {
+    watchOrders<M>(
+      userId: string,
+      afterSeq: number | null,
+      signal: AbortSignal,
+      as?: (item: WatchItem) => M,
+    ) {
       return run(
         signal,
         "user",
@@ -350,11 +404,13 @@ export function createWatchHub(
           const seqs = await lastSeqs(shard.fork(), [userId]);
           return { last: seqs.get(userId) ?? 0, replay: false };
         },
+        as ?? (itself as (item: WatchItem) => M),
       );
     },
     openStreams: () => open,
     async close() {
-      closing.abort();
+      closed = true;
+      for (const set of [...byOrder.values(), ...byUser.values()]) for (const w of [...set]) stop(w);
       clearInterval(timer);
       unsubscribe();
       offResubscribe();

@@ -179,16 +179,109 @@ function logOutcome(log: Logger, callLog: () => Logger, error: unknown, started:
 }
 
 /** Passes a stream through and reports how it ended: undefined when complete, else the error. */
-async function* observe<T>(source: AsyncIterable<T>, done: (error: unknown) => void): AsyncIterable<T> {
-  let outcome: unknown = new ConnectError("stream abandoned by the caller", Code.Canceled);
-  try {
-    yield* source;
-    outcome = undefined;
-  } catch (e) {
-    outcome = e;
-    throw e;
-  } finally {
-    done(outcome);
+function observe<T>(source: AsyncIterable<T>, done: (error: unknown) => void): AsyncIterable<T> {
+  return passThrough(source, { end: done });
+}
+
+/** How a consumer that stops reading (return()) ended the stream, for the metrics and the log. */
+const abandoned = () => new ConnectError("stream abandoned by the caller", Code.Canceled);
+
+/** What passThrough does on the way: `end` is told once how the stream ended; `mapError` maps errors. */
+interface PassThroughHooks {
+  end?: (error: unknown) => void;
+  mapError?: (error: unknown) => unknown;
+}
+
+/**
+ * A stream passed through unchanged, with `end` told once how it ended (undefined when complete, the
+ * (mapped) error when it failed, CANCELED when the consumer stopped reading) and the source's errors
+ * mapped by `mapError`. What `async function* (…) { try { yield* source } catch … finally … }` does,
+ * for less: with thousands of open watch streams, each one's pending read (made at every item) lives
+ * until its next item, past minor GCs, so what a read allocates is copied and promoted, and what a
+ * stream keeps is kept thousands of times. A generator layer costs ~320 bytes per pending read and
+ * ~300 per stream; this one ~130 per read and an object of three fields per stream (a class, not
+ * closures: under tsx every named closure also gets its own `name` property; docs/performance.md,
+ * step 13).
+ */
+export function passThrough<T>(source: AsyncIterable<T>, hooks: PassThroughHooks): AsyncIterable<T> {
+  return { [Symbol.asyncIterator]: () => new PassThrough(source[Symbol.asyncIterator](), hooks) };
+}
+
+class PassThrough<T> implements AsyncIterator<T> {
+  private ended = false;
+  /** A read's handlers, made once per stream (so a read allocates only its promise). */
+  private readonly onResult: (r: IteratorResult<T>) => IteratorResult<T>;
+  private readonly onError: (e: unknown) => never;
+
+  constructor(
+    private readonly it: AsyncIterator<T>,
+    private readonly hooks: PassThroughHooks,
+  ) {
+    // Assigned, not declared as named consts or field initializers: tsx (esbuild keepNames) gives
+    // each named closure a `name` property of its own, which costs more than the closure.
+    this.onResult = (r) => {
+      if (r.done) this.end(undefined);
+      return r;
+    };
+    this.onError = (e) => this.fail(e);
+  }
+
+  next(): Promise<IteratorResult<T>> {
+    if (this.ended) return Promise.resolve({ done: true, value: undefined });
+    try {
+      return this.it.next().then(this.onResult, this.onError);
+    } catch (e) {
+      return Promise.reject(e).catch(this.onError);
+    }
+  }
+
+  return(value?: unknown): Promise<IteratorResult<T>> {
+    if (this.ended) return Promise.resolve({ done: true, value });
+    if (this.it.return === undefined) {
+      this.end(abandoned());
+      return Promise.resolve({ done: true, value });
+    }
+    return this.settle(this.it, "return", value);
+  }
+
+  throw(e?: unknown): Promise<IteratorResult<T>> {
+    if (this.ended) return Promise.reject(e);
+    if (this.it.throw === undefined) {
+      // As yield* does with a source that cannot take an error: stop it, then fail with the error.
+      return Promise.resolve(this.it.return?.())
+        .then(() => Promise.reject(e))
+        .catch((error: unknown) => this.fail(error));
+    }
+    return this.settle(this.it, "throw", e);
+  }
+
+  private settle(it: AsyncIterator<T>, step: "next" | "return" | "throw", arg: unknown) {
+    let p: Promise<IteratorResult<T>>;
+    try {
+      p = (it[step] as (arg?: unknown) => Promise<IteratorResult<T>>).call(it, arg);
+    } catch (e) {
+      return Promise.reject(e).catch((error: unknown) => this.fail(error));
+    }
+    return p.then(
+      (r) => {
+        // A source that finished (or was stopped by return) ends the stream here.
+        if (r.done) this.end(step === "return" ? abandoned() : undefined);
+        return r;
+      },
+      (error: unknown) => this.fail(error),
+    );
+  }
+
+  private fail(e: unknown): never {
+    const error = this.hooks.mapError ? this.hooks.mapError(e) : e;
+    this.end(error);
+    throw error;
+  }
+
+  private end(error: unknown): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.hooks.end?.(error);
   }
 }
 
@@ -212,12 +305,8 @@ function rpcSystem(header: Headers): string {
   return header.get("content-type")?.startsWith("application/grpc") ? "grpc" : "connect_rpc";
 }
 
-async function* mapErrors<T>(source: AsyncIterable<T>, log: () => Logger): AsyncIterable<T> {
-  try {
-    yield* source;
-  } catch (e) {
-    throw toConnectError(e, log());
-  }
+function mapErrors<T>(source: AsyncIterable<T>, log: () => Logger): AsyncIterable<T> {
+  return passThrough(source, { mapError: (e) => toConnectError(e, log()) });
 }
 
 /** Settles like `p`, unless `signal` aborts first: then rejects with the abort reason. */

@@ -15,25 +15,40 @@ export interface LinkedSignal {
 }
 
 export function linkSignals(...sources: AbortSignal[]): LinkedSignal {
-  const controller = new AbortController();
+  const link = new Link(sources);
   const aborted = sources.find((s) => s.aborted);
-  if (aborted) {
-    controller.abort(aborted.reason);
-    return { signal: controller.signal, dispose: () => undefined };
+  if (aborted) link.abortWith(aborted.reason);
+  else for (const source of sources) source.addEventListener("abort", link, { once: true });
+  return link;
+}
+
+/**
+ * The link is its own listener (`handleEvent`), so a call or a stream makes one object and one
+ * controller, not a closure per source: every unary call makes one (deadlines) and every watch
+ * stream keeps two, thousands at a time.
+ */
+class Link implements LinkedSignal {
+  private readonly controller = new AbortController();
+  private disposed = false;
+
+  constructor(private readonly sources: readonly AbortSignal[]) {}
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
   }
-  const listeners = sources.map((source) => {
-    const onAbort = () => {
-      dispose();
-      controller.abort(source.reason);
-    };
-    source.addEventListener("abort", onAbort, { once: true });
-    return { source, onAbort };
-  });
-  let disposed = false;
-  function dispose(): void {
-    if (disposed) return;
-    disposed = true;
-    for (const { source, onAbort } of listeners) source.removeEventListener("abort", onAbort);
+
+  handleEvent(event: Event): void {
+    this.abortWith((event.target as AbortSignal).reason);
   }
-  return { signal: controller.signal, dispose };
+
+  abortWith(reason: unknown): void {
+    this.dispose();
+    this.controller.abort(reason);
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const source of this.sources) source.removeEventListener("abort", this);
+  }
 }
