@@ -6,6 +6,8 @@ import type { Deliveries, Quantiles } from "./streams-deliveries.js";
 /** Everything the streams scenario measured (also what goes into the results JSON). */
 export interface StreamsData {
   size: Record<string, number>;
+  /** The port the watchers used: the one port (connect-node) or the native gRPC port (grpc-js). */
+  watchPort: "main" | "native";
   watchers: { total: number; users: number; openMs: number };
   /** watch_streams_open of A and B once every watcher was live. */
   openOnServer: number[];
@@ -138,7 +140,7 @@ function summary(data: StreamsData): string {
   return [
     `${data.watchers.total} watchers (${data.watchers.users} WatchOrders, the rest WatchOrder) on ` +
       `${data.size.orders} orders, live in ${data.watchers.openMs.toFixed(0)} ms ` +
-      `(server gauges ${data.openOnServer.join(" + ")}).`,
+      `(server gauges ${data.openOnServer.join(" + ")}), on ${data.watchPort === "native" ? "the native gRPC port (grpc-js)" : "the main port (connect-node)"}.`,
     `${c.made} status changes (the first ${c.warmup} a warm-up left out of the latencies; ${c.viaB} through B; ` +
       `${c.failed} failed${c.firstError ? `: ${c.firstError}` : ""}) in ${(c.driveMs / 1000).toFixed(1)} s; ` +
       "CPU ms/event counts the changes' own work too.",

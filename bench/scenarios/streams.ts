@@ -34,6 +34,12 @@ export interface StreamsOptions {
   watchers?: number;
   /** Status changes per second. */
   rate?: number;
+  /**
+   * Where the watchers connect: "main" (default: the one port, connect-node, as browsers and
+   * `buf curl` do) or "native" (GRPC_PORT, @grpc/grpc-js, as internal services may). The status
+   * changes always go through the main port.
+   */
+  watchPort?: "main" | "native";
 }
 
 type Size = ReturnType<typeof sizes>;
@@ -67,7 +73,8 @@ export async function runStreams(
 ): Promise<ScenarioResult> {
   const size = sizes(ctx, options);
   const [started, loadAvgAtStart] = [performance.now(), loadavg()[0] as number];
-  const { shardUrls, pairs, servers } = await bringUp(ctx, size.orders, options.profileDir);
+  const { shardUrls, pairs, servers, grpcPorts } = await bringUp(ctx, size.orders, options.profileDir);
+  const watchPort = options.watchPort ?? "main";
   const drivers = await Promise.all(servers.map((s) => openSession(s.port)));
   const service = token({ sub: "bench-fulfilment", scopes: ["service"], expiresInS: 3600 });
   const orders = await seedOrders(drivers[0] as ClientHttp2Session, service, pairs);
@@ -77,7 +84,13 @@ export async function runStreams(
   const rssBefore = servers.map((s) => s.rssMiB());
 
   const sessions = await Promise.all(
-    servers.map((s) => Promise.all(Array.from({ length: size.sessions }, () => openSession(s.port)))),
+    servers.map((s, i) =>
+      Promise.all(
+        Array.from({ length: size.sessions }, () =>
+          openSession(watchPort === "native" ? (grpcPorts[i] as number) : s.port),
+        ),
+      ),
+    ),
   );
   const opening = performance.now();
   const watchers = await openWatchers(targets(orders, size.watchers, service), sessions, size.wave, 30_000);
@@ -103,6 +116,7 @@ export async function runStreams(
   const { changes, driveMs } = run;
   const data: StreamsData = {
     size: { ...size, userShare: USER_SHARE, viaBEvery: VIA_B_EVERY, settleMs: SETTLE_MS },
+    watchPort,
     watchers: { total: watchers.length, users: watchers.filter((w) => w.scope === "user").length, openMs },
     openOnServer,
     changes: {
@@ -144,15 +158,18 @@ async function bringUp(ctx: ScenarioContext, products: number, profileDir: strin
   const redis = await startRedisNodes(3);
   ctx.cleanups.push(() => redis.stopAll());
   const pairs: Pair[] = await seedProducts(shardUrls, products, 1000);
+  const grpcPorts: number[] = [];
   const servers = await Promise.all(
-    (["A", "B"] as const).map(async (name) => {
+    (["A", "B"] as const).map(async (name, i) => {
       const [port, grpcPort] = [await choosePort(undefined), await choosePort(undefined)];
+      grpcPorts[i] = grpcPort;
       const env = {
         SHARD_URLS: shardUrls.join(","),
         REDIS_URLS: redis.urls.join(","),
         PORT: String(port),
         // The native grpc-js port (src/server/grpc-native.ts) on a free port of its own: two
-        // instances on one machine cannot both take the default. The scenario uses PORT.
+        // instances on one machine cannot both take the default. The scenario uses PORT, and
+        // GRPC_PORT for the watchers with --watch-port native.
         GRPC_PORT: String(grpcPort),
         HOST: "127.0.0.1",
         ...testAuthEnv,
@@ -168,7 +185,7 @@ async function bringUp(ctx: ScenarioContext, products: number, profileDir: strin
       return server;
     }),
   );
-  return { shardUrls, pairs, servers };
+  return { shardUrls, pairs, servers, grpcPorts };
 }
 
 /** The changes, then up to SETTLE_MS for their deliveries, then a moment for any duplicate. */
