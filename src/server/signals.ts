@@ -25,7 +25,7 @@ export function linkSignals(...sources: AbortSignal[]): LinkedSignal {
 /**
  * The link is its own listener (`handleEvent`), so a call or a stream makes one object and one
  * controller, not a closure per source: every unary call makes one (deadlines) and every watch
- * stream keeps two, thousands at a time.
+ * stream keeps one, thousands at a time.
  */
 class Link implements LinkedSignal {
   private readonly controller = new AbortController();
